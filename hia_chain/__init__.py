@@ -1,0 +1,1 @@
+"""hia_chain: inference-time alignment for LangChain chat models."""

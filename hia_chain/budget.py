@@ -1,0 +1,306 @@
+"""Hard budgets: reserve before a call, settle after, never overspend.
+
+One unit of the main budget is one call to the wrapped response model (the HIA paper's
+"response query"). Token and cost caps are optional. Optimizer, judge and draft calls are
+counted per role with their own optional caps.
+
+A :class:`Budget` is thread-safe (a plain lock, held only for arithmetic), so one object can
+be shared by concurrent async requests, by ``batch``'s worker threads, or by both. A budget
+may have a ``parent``: a reservation must fit in the child *and* every ancestor, which is how
+a per-request cap sits inside a pool shared by many requests. Token caps reserve an upper
+bound (prompt characters + overhead + ``max_tokens``) and settle to the real usage, so the
+cap holds even while calls are in flight.
+
+The public methods (``try_reserve``, ``settle``, ``release``, ``usage``) are the whole
+interface; a Redis-backed budget shared across processes implements the same four.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+
+from hia_chain.errors import BudgetExceededError, ConfigError
+
+__all__ = ["ROLES", "Budget", "Limits", "Price", "Reservation", "Role", "Usage"]
+
+Role = Literal["response", "optimizer", "judge", "draft"]
+ROLES: tuple[Role, ...] = ("response", "optimizer", "judge", "draft")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps for one role; ``None`` means uncapped."""
+
+    calls: int | None = None
+    tokens: int | None = None
+    cost: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("calls", "tokens"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                msg = f"Budget `{name}` must be an int or None, got {value!r}."
+                raise ConfigError(msg)
+            if value is not None and value < 0:
+                msg = f"Budget `{name}` must be >= 0, got {value}."
+                raise ConfigError(msg)
+        if self.cost is not None and not (self.cost >= 0 and math.isfinite(self.cost)):
+            msg = f"Budget `cost` must be a finite number >= 0, got {self.cost!r}."
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class Price:
+    """Price of one role's tokens, in your currency per million tokens."""
+
+    input_per_million: float = 0.0
+    output_per_million: float = 0.0
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (
+            input_tokens * self.input_per_million + output_tokens * self.output_per_million
+        ) / 1e6
+
+
+@dataclass
+class Usage:
+    """What one role has spent (settled) so far."""
+
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float = 0.0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, other: Usage) -> None:
+        self.calls += other.calls
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost += other.cost
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "calls": self.calls,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+            "cost": self.cost,
+        }
+
+
+@dataclass
+class _Held:
+    calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+
+
+@dataclass
+class Reservation:
+    """A slot held in a budget (and its ancestors) until settled or released."""
+
+    role: Role
+    tokens: int
+    cost: float
+    budgets: tuple[Budget, ...]
+    done: bool = field(default=False)
+
+
+class Budget:
+    """A thread-safe hard cap on calls, tokens and cost, per role.
+
+    Args:
+        calls: Most response-model calls (the HIA budget unit).
+        tokens: Most response-model tokens, input plus output.
+        cost: Most response-model cost, computed with ``prices``.
+        limits: Caps for the other roles, e.g. ``{"judge": Limits(calls=20)}``.
+        prices: Per-role token prices, needed for any cost cap on that role.
+        parent: A budget that every reservation must also fit in (a shared pool).
+    """
+
+    def __init__(
+        self,
+        calls: int | None = None,
+        tokens: int | None = None,
+        cost: float | None = None,
+        *,
+        limits: Mapping[str, Limits] | None = None,
+        prices: Mapping[str, Price] | None = None,
+        parent: Budget | None = None,
+    ) -> None:
+        self._limits: dict[str, Limits] = {"response": Limits(calls, tokens, cost)}
+        for role, lim in (limits or {}).items():
+            _check_role(role)
+            if role == "response":
+                msg = "Set response caps with `calls`/`tokens`/`cost`, not `limits['response']`."
+                raise ConfigError(msg)
+            self._limits[role] = lim
+        self._prices: dict[str, Price] = dict(prices or {})
+        for role in self._prices:
+            _check_role(role)
+        for role, lim in self._limits.items():
+            if lim.cost is not None and role not in self._prices and parent is None:
+                msg = f"A cost cap on role {role!r} needs `prices[{role!r}]` to compute cost."
+                raise ConfigError(msg)
+        self.parent = parent
+        self._lock = threading.Lock()
+        self._held: dict[str, _Held] = {r: _Held() for r in ROLES}
+        self._spent: dict[str, Usage] = {r: Usage() for r in ROLES}
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def limits(self, role: Role = "response") -> Limits:
+        return self._limits.get(role, Limits())
+
+    def price(self, role: Role) -> Price | None:
+        if role in self._prices:
+            return self._prices[role]
+        return self.parent.price(role) if self.parent else None
+
+    def usage(self, role: Role = "response") -> Usage:
+        """Settled usage of ``role`` (a copy)."""
+        with self._lock:
+            u = self._spent[role]
+            return Usage(u.calls, u.input_tokens, u.output_tokens, u.cost)
+
+    def remaining_calls(self, role: Role = "response") -> int | None:
+        """Calls still available (after in-flight reservations) here and in every ancestor."""
+        with self._lock:
+            cap = self.limits(role).calls
+            mine = None if cap is None else cap - self._spent[role].calls - self._held[role].calls
+        up = self.parent.remaining_calls(role) if self.parent else None
+        values = [v for v in (mine, up) if v is not None]
+        return max(0, min(values)) if values else None
+
+    def needs_token_bound(self, role: Role) -> bool:
+        """Whether a reservation for ``role`` must carry an upper bound on tokens."""
+        lim = self.limits(role)
+        if lim.tokens is not None or lim.cost is not None:
+            return True
+        return self.parent.needs_token_bound(role) if self.parent else False
+
+    # -- reservations -----------------------------------------------------------------------
+
+    def try_reserve(self, role: Role, *, tokens: int | None = None) -> Reservation | None:
+        """Hold one call of ``role`` (and ``tokens`` upper bound) here and in every ancestor.
+
+        Returns ``None`` when any level would be overspent; nothing is held then.
+
+        Raises:
+            ConfigError: a token or cost cap applies but ``tokens`` was not given.
+        """
+        _check_role(role)
+        chain: list[Budget] = []
+        node: Budget | None = self
+        while node is not None:
+            chain.append(node)
+            node = node.parent
+        if tokens is None and self.needs_token_bound(role):
+            msg = (
+                f"A token or cost cap applies to role {role!r}, so each call needs a bound on "
+                "its tokens: set `max_tokens` on the model (or remove the token/cost cap)."
+            )
+            raise ConfigError(msg)
+        price = self.price(role)
+        cost = _upper_cost(price, tokens or 0) if price else 0.0
+        reservation = Reservation(role=role, tokens=tokens or 0, cost=cost, budgets=tuple(chain))
+        taken: list[Budget] = []
+        for b in chain:
+            if not b._hold(role, reservation.tokens, cost):
+                for t in taken:
+                    t._unhold(role, reservation.tokens, cost)
+                return None
+            taken.append(b)
+        return reservation
+
+    def _hold(self, role: str, tokens: int, cost: float) -> bool:
+        lim = self.limits(role)  # type: ignore[arg-type]
+        with self._lock:
+            spent, held = self._spent[role], self._held[role]
+            if lim.calls is not None and spent.calls + held.calls + 1 > lim.calls:
+                return False
+            if lim.tokens is not None and spent.total_tokens + held.tokens + tokens > lim.tokens:
+                return False
+            if lim.cost is not None and spent.cost + held.cost + cost > lim.cost + 1e-12:
+                return False
+            held.calls += 1
+            held.tokens += tokens
+            held.cost += cost
+            return True
+
+    def _unhold(self, role: str, tokens: int, cost: float) -> None:
+        with self._lock:
+            held = self._held[role]
+            held.calls -= 1
+            held.tokens -= tokens
+            held.cost -= cost
+
+    def settle(self, reservation: Reservation, input_tokens: int = 0, output_tokens: int = 0) -> Usage:
+        """Turn a reservation into spent usage with the real token counts."""
+        if reservation.done:
+            return Usage()
+        reservation.done = True
+        price = self.price(reservation.role)
+        cost = price.cost(input_tokens, output_tokens) if price else 0.0
+        usage = Usage(1, input_tokens, output_tokens, cost)
+        for b in reservation.budgets:
+            b._unhold(reservation.role, reservation.tokens, reservation.cost)
+            with b._lock:
+                b._spent[reservation.role].add(usage)
+        return usage
+
+    def release(self, reservation: Reservation) -> None:
+        """Give a reservation back unspent (the call was never made or was cancelled)."""
+        if reservation.done:
+            return
+        reservation.done = True
+        for b in reservation.budgets:
+            b._unhold(reservation.role, reservation.tokens, reservation.cost)
+
+    @asynccontextmanager
+    async def spend(self, role: Role, *, tokens: int | None = None) -> AsyncIterator[Reservation]:
+        """Reserve one call for the duration of the block.
+
+        Settle inside the block with :meth:`settle`; a block left by cancellation releases the
+        reservation, and one left by another exception counts the call as made with the
+        tokens known (none), since the provider may have received it.
+
+        Raises:
+            BudgetExceededError: the call does not fit.
+        """
+        reservation = self.try_reserve(role, tokens=tokens)
+        if reservation is None:
+            msg = f"The {role!r} budget cannot pay for another call."
+            raise BudgetExceededError(msg)
+        try:
+            yield reservation
+        except anyio.get_cancelled_exc_class():
+            self.release(reservation)
+            raise
+        except BaseException:
+            self.settle(reservation)
+            raise
+        else:
+            if not reservation.done:
+                self.settle(reservation)
+
+
+def _upper_cost(price: Price, tokens: int) -> float:
+    """Worst-case cost of a reservation: every token priced at the dearer rate."""
+    return tokens * max(price.input_per_million, price.output_per_million) / 1e6
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        msg = f"Unknown budget role {role!r}; roles are {', '.join(ROLES)}."
+        raise ConfigError(msg)

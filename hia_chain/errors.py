@@ -1,0 +1,54 @@
+"""Every error hia_chain raises, in one place.
+
+Hierarchy::
+
+    HIAError
+    ├── ConfigError (also ValueError)        bad settings or bad input: names the field and the fix
+    ├── BudgetExceededError                  no call could be made within the budget
+    ├── AllCandidatesFilteredError           every candidate prompt was rejected
+    ├── RewardModelError                     a scorer returned NaN, a wrong count or a missing key
+    ├── OptimizerError                       the prompt optimizer failed to produce candidates
+    └── LocalExtraMissingError (also ImportError)  the ``[local]`` extra or the embedded model is missing
+
+Callers can catch ``HIAError`` for everything, or a leaf for one failure.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AllCandidatesFilteredError",
+    "BudgetExceededError",
+    "ConfigError",
+    "HIAError",
+    "LocalExtraMissingError",
+    "OptimizerError",
+    "RewardModelError",
+]
+
+
+class HIAError(Exception):
+    """Base class of every error raised by hia_chain."""
+
+
+class ConfigError(HIAError, ValueError):
+    """Raised when a setting or an input is invalid; the message names the field and the fix."""
+
+
+class BudgetExceededError(HIAError):
+    """Raised when the budget cannot pay for even one call, before any work is done."""
+
+
+class AllCandidatesFilteredError(HIAError):
+    """Raised when no candidate prompt survives validation, so nothing can be sent."""
+
+
+class RewardModelError(HIAError):
+    """Raised when a scorer returns NaN, the wrong number of results or lacks an objective."""
+
+
+class OptimizerError(HIAError):
+    """Raised when the prompt optimizer's model fails in a way that is not retried."""
+
+
+class LocalExtraMissingError(HIAError, ImportError):
+    """Raised when the local path is used without ``hia-chain[local]`` or the embedded model."""

@@ -1,0 +1,1 @@
+"""Reference scorers (measure responses) and heuristic scorers (predict from prompts)."""
