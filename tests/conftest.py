@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from pytest_socket import disable_socket, socket_allow_hosts
+from collections.abc import Iterator
+
+from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
@@ -19,12 +21,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(autouse=True)
-def _network_guard(request: pytest.FixtureRequest) -> None:
+def _network_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     """No network in unit tests; loopback only in integration tests."""
     if "integration_tests" in str(request.node.path):
         socket_allow_hosts(["127.0.0.1", "localhost", "::1"], allow_unix_socket=True)
     else:
         disable_socket(allow_unix_socket=True)
+    yield
+    enable_socket()
 
 
 @pytest.fixture(autouse=True)
