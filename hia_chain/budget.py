@@ -17,6 +17,7 @@ interface; a Redis-backed budget shared across processes implements the same fou
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from collections.abc import AsyncIterator, Mapping
@@ -77,6 +78,8 @@ class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float = 0.0
+    unreported: int = 0
+    """Calls whose provider reported no token usage (counted as calls, never as 0 tokens)."""
 
     @property
     def total_tokens(self) -> int:
@@ -87,6 +90,7 @@ class Usage:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.cost += other.cost
+        self.unreported += other.unreported
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -95,6 +99,7 @@ class Usage:
             "output_tokens": self.output_tokens,
             "total_tokens": self.total_tokens,
             "cost": self.cost,
+            "unreported_calls": self.unreported,
         }
 
 
@@ -156,6 +161,7 @@ class Budget:
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {r: _Held() for r in ROLES}
         self._spent: dict[str, Usage] = {r: Usage() for r in ROLES}
+        self._unreported_charge: dict[str, _Held] = {r: _Held() for r in ROLES}
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -170,8 +176,7 @@ class Budget:
     def usage(self, role: Role = "response") -> Usage:
         """Settled usage of ``role`` (a copy)."""
         with self._lock:
-            u = self._spent[role]
-            return Usage(u.calls, u.input_tokens, u.output_tokens, u.cost)
+            return dataclasses.replace(self._spent[role])
 
     def remaining_calls(self, role: Role = "response") -> int | None:
         """Calls still available (after in-flight reservations) here and in every ancestor."""
@@ -227,11 +232,14 @@ class Budget:
         lim = self.limits(role)  # type: ignore[arg-type]
         with self._lock:
             spent, held = self._spent[role], self._held[role]
+            extra = self._unreported_charge[role]
             if lim.calls is not None and spent.calls + held.calls + 1 > lim.calls:
                 return False
-            if lim.tokens is not None and spent.total_tokens + held.tokens + tokens > lim.tokens:
+            used_tokens = spent.total_tokens + extra.tokens + held.tokens
+            if lim.tokens is not None and used_tokens + tokens > lim.tokens:
                 return False
-            if lim.cost is not None and spent.cost + held.cost + cost > lim.cost + 1e-12:
+            used_cost = spent.cost + extra.cost + held.cost
+            if lim.cost is not None and used_cost + cost > lim.cost + 1e-12:
                 return False
             held.calls += 1
             held.tokens += tokens
@@ -245,19 +253,43 @@ class Budget:
             held.tokens -= tokens
             held.cost -= cost
 
-    def settle(self, reservation: Reservation, input_tokens: int = 0, output_tokens: int = 0) -> Usage:
-        """Turn a reservation into spent usage with the real token counts."""
+    def settle(
+        self,
+        reservation: Reservation,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> Usage:
+        """Turn a reservation into spent usage with the real token counts.
+
+        Token counts of ``None`` mean the provider reported none: the call is counted as
+        ``unreported`` with no tokens (never made-up counts), while token and cost caps are
+        charged the reserved bound so they still hold.
+        """
         if reservation.done:
             return Usage()
         reservation.done = True
         price = self.price(reservation.role)
-        cost = price.cost(input_tokens, output_tokens) if price else 0.0
-        usage = Usage(1, input_tokens, output_tokens, cost)
+        if input_tokens is None or output_tokens is None:
+            usage = Usage(1, 0, 0, 0.0, unreported=1)
+            hidden_tokens, hidden_cost = reservation.tokens, reservation.cost
+        else:
+            cost = price.cost(input_tokens, output_tokens) if price else 0.0
+            usage = Usage(1, input_tokens, output_tokens, cost)
+            hidden_tokens, hidden_cost = 0, 0.0
         for b in reservation.budgets:
             b._unhold(reservation.role, reservation.tokens, reservation.cost)
             with b._lock:
                 b._spent[reservation.role].add(usage)
+                b._unreported_charge[reservation.role].tokens += hidden_tokens
+                b._unreported_charge[reservation.role].cost += hidden_cost
         return usage
+
+    def settle_message(self, reservation: Reservation, message: object) -> Usage:
+        """Settle with the ``usage_metadata`` of a LangChain message, if it has any."""
+        usage = getattr(message, "usage_metadata", None)
+        if not usage:
+            return self.settle(reservation)
+        return self.settle(reservation, usage["input_tokens"], usage["output_tokens"])
 
     def release(self, reservation: Reservation) -> None:
         """Give a reservation back unspent (the call was never made or was cancelled)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun
+from langchain_core.callbacks import AsyncCallbackManagerForChainRun, adispatch_custom_event
 from langchain_core.runnables import RunnableConfig
 
 from hia_chain.budget import Budget
@@ -38,7 +38,9 @@ class RunContext:
     async def event(self, name: str, data: dict[str, Any]) -> None:
         """Report progress as a LangChain custom event (shown by ``astream_events``)."""
         if self.run_manager is not None:
-            await self.run_manager.on_custom_event(name, data)
+            await adispatch_custom_event(
+                name, data, config={"callbacks": self.run_manager.get_child()}
+            )
 
 
 def estimate_tokens(text: str, max_tokens: int | None) -> int | None:

@@ -74,10 +74,10 @@ class Objective:
 
     @property
     def tau(self) -> float:
-        """Tolerance for ``goal_completion``: half a scale step (0.5 on 0–4) unless set."""
+        """Tolerance for ``goal_completion``: half of a quarter-scale step (0.5 on 0–4)."""
         if self.tolerance is not None:
             return self.tolerance
-        return 0.5 if self.span >= 2 else self.span / 8
+        return self.span / 8
 
     def clip(self, value: float) -> float:
         """Clamp a raw score into the scale."""
@@ -132,7 +132,11 @@ def validate_scores(
             msg = f"{source} returned no score for objective {name!r} (got keys {sorted(scores)})."
             raise RewardModelError(msg)
         value = scores[name]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             msg = f"{source} returned {value!r} for objective {name!r}; expected a finite number."
             raise RewardModelError(msg)
         out[name] = float(value)
@@ -169,7 +173,9 @@ class RewardFunction:
     def __call__(self, goal: Mapping[str, float], scores: Mapping[str, float]) -> float:
         return float(getattr(self, self.name)(goal, scores))
 
-    def rank_key(self, goal: Mapping[str, float], scores: Mapping[str, float]) -> tuple[float, float]:
+    def rank_key(
+        self, goal: Mapping[str, float], scores: Mapping[str, float]
+    ) -> tuple[float, float]:
         """Sort key, higher is better: the reward, then the euclidean reward as tie-break."""
         return (self(goal, scores), self.euclidean(goal, scores))
 

@@ -28,6 +28,8 @@ class ReferenceScorer(ABC):
 
     objectives: tuple[str, ...]
     """The objective names this scorer produces."""
+    model_calls_per_item: int = 0
+    """Model calls made per response scored (an LLM judge: 1), for dry-run planning."""
 
     @abstractmethod
     async def ascore(
@@ -48,6 +50,8 @@ class Heuristic(ABC):
     """Predicts the reference scores a candidate prompt's response will get."""
 
     name: str = "heuristic"
+    model_calls_per_item: int = 0
+    """Model calls made per candidate predicted (a drafter: 1), for dry-run planning."""
 
     @abstractmethod
     async def apredict(

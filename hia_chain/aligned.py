@@ -1,0 +1,307 @@
+"""AlignedChatModel: the LangChain face of HIA, a drop-in ``BaseChatModel`` over any chat model.
+
+Each call runs the HIA search (propose → heuristic filter → budgeted calls → reference
+selection) on the last human message and answers with the best response. The search runs as
+a chain-type child run (``hia_search``) so the optimizer, scorers and every response call
+show up nested under the aligned call in tracing and ``astream_events``, with progress as
+custom events (``hia_proposed``, ``hia_round``, ``hia_response``, ``hia_done``).
+
+Streaming: the answer is known only once the search has chosen it, so ``stream``/``astream``
+yield it as one chunk (LangChain's fallback to ``invoke``); progress streams as the custom
+events above.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from langchain_core.callbacks import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForLLMRun,
+    CallbackManagerForLLMRun,
+)
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, Field
+
+from hia_chain.budget import Budget
+from hia_chain.context import RunContext
+from hia_chain.errors import ConfigError
+from hia_chain.goals import Objective, RewardName, validate_goal
+from hia_chain.optimizer import PromptOptimizer, TemplateOptimizer
+from hia_chain.scorers.base import Heuristic, ReferenceScorer
+from hia_chain.search import HIASearch, Plan, Response, SearchResult, SearchSettings
+from hia_chain.search.types import FilterName, SearchName
+
+__all__ = ["AlignedChatModel"]
+
+logger = logging.getLogger(__name__)
+
+_SETTING_KEYS = (
+    "search",
+    "filter",
+    "budget",
+    "candidates_per_round",
+    "beam_width",
+    "reward",
+    "seed",
+    "max_concurrency",
+    "max_retries",
+    "max_tokens",
+    "exploration",
+)
+
+
+def _default_objectives() -> list[Objective]:
+    from hia_chain.scorers.text import BUILTIN_OBJECTIVES
+
+    return list(BUILTIN_OBJECTIVES.values())
+
+
+class AlignedChatModel(BaseChatModel):
+    """Steers any chat model toward a per-request goal within a hard call budget (HIA).
+
+    Example:
+        .. code-block:: python
+
+            from hia_chain import AlignedChatModel
+
+            aligned = AlignedChatModel(model=llm, goal={"verbosity": 1}, budget=2)
+            msg = await aligned.ainvoke("Explain how vaccines work.")
+            msg.response_metadata["hia"]["candidates"]  # the full trace
+
+    Every search setting (``goal``, ``budget``, ``search``, ``filter``, ``reward``, ``seed``,
+    ...) can be overridden per call as a keyword: ``aligned.invoke(p, goal={...})``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    model: BaseChatModel = Field(alias="llm")
+    """The response model: the expensive black box whose calls the budget counts."""
+    objectives: list[Objective] = Field(default_factory=_default_objectives)
+    """Objectives a goal may name; default: verbosity, complexity and sentiment (0–4)."""
+    goal: dict[str, float] = Field(default_factory=dict)
+    """Target per objective, e.g. ``{"verbosity": 1, "complexity": 3}``."""
+    budget: int = 2
+    """Response-model calls per request (never exceeded)."""
+    shared_budget: Budget | None = Field(default=None, exclude=True)
+    """A pool (calls, tokens, cost, per-role caps) shared by every request of this model."""
+    search: SearchName = "bon"
+    filter: FilterName = "heuristic"
+    """``heuristic`` is HIA; ``random`` and ``order`` are the unfiltered baselines."""
+    reward: RewardName = "euclidean"
+    candidates_per_round: int | None = None
+    beam_width: int = 2
+    seed: int | None = None
+    max_concurrency: int = 8
+    max_retries: int = 2
+    """Retries of transient errors of the response model, each paid from the budget."""
+    max_tokens: int | None = None
+    """Bound on response tokens per call for token/cost caps; default: the model's own."""
+    exploration: float = 0.0
+    optimizer: PromptOptimizer = Field(default_factory=TemplateOptimizer, exclude=True)
+    scorers: list[ReferenceScorer] | None = Field(default=None, exclude=True)
+    """Reference scorers; default: the built-in text scorers of the objectives."""
+    heuristic: Heuristic | None = Field(default=None, exclude=True)
+    """Stage-1 heuristic; default: an online-learned heuristic over instruction cues."""
+
+    _search: HIASearch
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        # Checked here, after pydantic, so bad settings raise ConfigError itself (naming the
+        # field and the fix) rather than a wrapped ValidationError.
+        self._build()
+
+    def _build(self) -> None:
+        if self.scorers is None:
+            from hia_chain.scorers.text import builtin_scorers
+
+            self.scorers = builtin_scorers([o.name for o in self.objectives])
+        if self.heuristic is None:
+            self.heuristic = _default_heuristic(self.objectives)
+        if self.max_tokens is None:
+            bound = getattr(self.model, "max_tokens", None)
+            self.max_tokens = bound if isinstance(bound, int) else None
+        self._search = HIASearch(self.objectives, self.scorers, self.optimizer, self.heuristic)
+        if self.goal:
+            validate_goal(self.objectives, self.goal)
+        self._settings({})  # validate the defaults now, not at the first call
+
+    # -- LangChain identity ---------------------------------------------------------------
+
+    @property
+    def _llm_type(self) -> str:
+        return "hia-aligned"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model": getattr(self.model, "_identifying_params", {}),
+            "goal": self.goal,
+            **{k: getattr(self, k) for k in _SETTING_KEYS},
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = self.model._get_ls_params(stop=stop)
+        params["ls_provider"] = f"hia/{params.get('ls_provider', 'unknown')}"
+        return params
+
+    # -- the search -----------------------------------------------------------------------
+
+    def _settings(self, overrides: dict[str, Any]) -> SearchSettings:
+        values = {k: overrides.get(k, getattr(self, k)) for k in _SETTING_KEYS}
+        return SearchSettings(**values)
+
+    def _split_kwargs(
+        self, kwargs: dict[str, Any]
+    ) -> tuple[dict[str, float], SearchSettings, dict[str, Any]]:
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTING_KEYS}
+        goal = kwargs.pop("goal", None) or self.goal
+        if not goal:
+            names = ", ".join(o.name for o in self.objectives)
+            msg = f"No goal: set `goal=` on the model or pass `goal={{...}}` per call ({names})."
+            raise ConfigError(msg)
+        return dict(goal), self._settings(overrides), kwargs
+
+    def plan(self, **overrides: Any) -> Plan:
+        """Dry run: the most calls and tokens a request can use with these settings."""
+        goal, settings, _ = self._split_kwargs(dict(overrides))
+        validate_goal(self.objectives, goal)
+        return self._search.plan(settings)
+
+    async def arun_search(
+        self,
+        messages: Sequence[BaseMessage],
+        *,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> SearchResult:
+        """Run HIA on ``messages`` and return the full search result (not just a message)."""
+        goal, settings, passthrough = self._split_kwargs(dict(kwargs))
+        index, prompt = _last_human(messages)
+        chain = await _start_chain(run_manager, prompt, goal)
+        context = RunContext(budget=Budget(), run_manager=chain)
+
+        async def respond(candidate: str) -> Response:
+            sent = list(messages)
+            sent[index] = HumanMessage(content=candidate)
+            message = await self.model.ainvoke(
+                sent, config=context.child_config("response"), stop=stop, **passthrough
+            )
+            usage = message.usage_metadata if isinstance(message, AIMessage) else None
+            return Response(
+                text=message.text,
+                input_tokens=usage["input_tokens"] if usage else None,
+                output_tokens=usage["output_tokens"] if usage else None,
+                message=message,
+            )
+
+        try:
+            result = await self._search.run(
+                prompt, goal, respond, settings, shared=self.shared_budget, context=context
+            )
+        except BaseException as exc:
+            if chain is not None:
+                with anyio.CancelScope(shield=True):
+                    await chain.on_chain_error(exc)
+            raise
+        if chain is not None:
+            await chain.on_chain_end(
+                {"output": result.best.response.text if result.best.response else ""}
+            )
+        return result
+
+    def _to_result(self, result: SearchResult) -> ChatResult:
+        best = result.best.response
+        inner = best.message if best is not None else None
+        meta = dict(getattr(inner, "response_metadata", {}) or {})
+        # No `model_name` here: the inner calls already report their usage under their own
+        # model names to usage callbacks, and the aligned message must not count them twice.
+        inner_name = meta.pop("model_name", None)
+        meta["inner_model_name"] = inner_name
+        meta["hia"] = result.trace()
+        message = AIMessage(
+            content=best.text if best else "",
+            response_metadata=meta,
+            usage_metadata=_sum_usage(result),
+            tool_calls=list(getattr(inner, "tool_calls", []) or []),
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = await self.arun_search(messages, stop=stop, run_manager=run_manager, **kwargs)
+        return self._to_result(result)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        async def main() -> SearchResult:
+            return await self.arun_search(messages, stop=stop, run_manager=run_manager, **kwargs)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return self._to_result(anyio.run(main))
+        # Called synchronously from inside a running loop (e.g. Jupyter): run on a worker
+        # thread with its own loop rather than re-entering the caller's.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return self._to_result(pool.submit(anyio.run, main).result())
+
+
+def _default_heuristic(objectives: Sequence[Objective]) -> Heuristic:
+    from hia_chain.scorers.instruction import InstructionHeuristic
+
+    return InstructionHeuristic(objectives)
+
+
+def _last_human(messages: Sequence[BaseMessage]) -> tuple[int, str]:
+    for i in range(len(messages) - 1, -1, -1):
+        if isinstance(messages[i], HumanMessage):
+            return i, messages[i].text
+    msg = "AlignedChatModel needs a human message to align: the input has none."
+    raise ConfigError(msg)
+
+
+async def _start_chain(
+    run_manager: AsyncCallbackManagerForLLMRun | CallbackManagerForLLMRun | None,
+    prompt: str,
+    goal: dict[str, float],
+) -> Any:
+    """Open the ``hia_search`` chain run under the aligned call's LLM run."""
+    if run_manager is None:
+        return None
+    manager = AsyncCallbackManager(handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return await manager.on_chain_start(
+        {"name": "hia_search"}, {"prompt": prompt, "goal": goal}, name="hia_search"
+    )
+
+
+def _sum_usage(result: SearchResult) -> UsageMetadata | None:
+    """Token usage summed over every response call, or None if no provider reported any."""
+    usage = result.usage["response"]
+    if usage["calls"] == usage["unreported_calls"]:
+        return None
+    i, o = int(usage["input_tokens"]), int(usage["output_tokens"])
+    return UsageMetadata(input_tokens=i, output_tokens=o, total_tokens=i + o)

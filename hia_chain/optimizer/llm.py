@@ -1,0 +1,99 @@
+"""An LLM prompt optimizer: an LCEL chain (prompt with the reward context | model | parser)."""
+
+from __future__ import annotations
+
+import logging
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import Runnable
+
+from hia_chain._retry import retrying
+from hia_chain.context import RunContext, estimate_tokens
+from hia_chain.optimizer._parse import parse_prompts
+from hia_chain.optimizer.base import OptimizeRequest, PromptOptimizer, Proposal
+
+__all__ = ["LLMPromptOptimizer", "reward_context"]
+
+logger = logging.getLogger(__name__)
+
+_SYSTEM = (
+    "You improve prompts for another AI assistant. Rewrite the user's prompt so that the "
+    "assistant's answer meets the goal below. Keep the user's request exactly as it is: copy "
+    "it word for word and add or adjust instructions about length, style and tone. Never "
+    "answer the prompt yourself and never drop or change the task.\n\nGoal:\n{context}"
+)
+_HUMAN = (
+    "Prompt:\n{prompt}\n\n{feedback}Write {n} different rewrites as a JSON array of strings, "
+    "and nothing else."
+)
+
+
+def reward_context(request: OptimizeRequest) -> str:
+    """Each objective's name, description, scale and target: the paper's reward context."""
+    lines = []
+    for o in request.objectives:
+        lines.append(
+            f"- {o.name}: target {request.goal[o.name]:g} on a scale from {o.low:g} "
+            f"({o.low_label}) to {o.high:g} ({o.high_label}). {o.description}".rstrip()
+        )
+    return "\n".join(lines)
+
+
+def _feedback(request: OptimizeRequest) -> str:
+    fb = request.feedback
+    if fb is None:
+        return ""
+    scores = ", ".join(
+        f"{k} {v:.1f} (target {request.goal[k]:g})"
+        for k, v in fb.measured.items()
+        if k in request.goal
+    )
+    return f"The best prompt so far was:\n{fb.prompt}\nIts answer measured: {scores}.\n\n"
+
+
+class LLMPromptOptimizer(PromptOptimizer):
+    """Asks any chat model for ``n`` rewrites and parses whatever it returns.
+
+    Args:
+        llm: The optimizer model (cheap; a small local model or a small API model).
+        max_retries: Retries of transient errors; each attempt is one ``optimizer`` call.
+        max_tokens: Upper bound used for budgets with token caps on the optimizer role.
+    """
+
+    model_calls_per_round = 1
+
+    def __init__(
+        self, llm: BaseChatModel, *, max_retries: int = 2, max_tokens: int | None = None
+    ) -> None:
+        self.llm = llm
+        self.max_retries = max_retries
+        self.max_tokens = max_tokens if max_tokens is not None else getattr(llm, "max_tokens", None)
+        prompt = ChatPromptTemplate.from_messages([("system", _SYSTEM), ("human", _HUMAN)])
+        # Parsing happens after the chain so the message's usage metadata can be settled.
+        self.chain: Runnable[dict[str, object], BaseMessage] = prompt | llm
+
+    async def apropose(
+        self, request: OptimizeRequest, context: RunContext | None = None
+    ) -> list[Proposal]:
+        inputs = {
+            "context": reward_context(request),
+            "prompt": request.prompt,
+            "feedback": _feedback(request),
+            "n": request.n,
+        }
+        async for attempt in retrying(self.max_retries):
+            with attempt:
+                if context is None:
+                    message = await self.chain.ainvoke(inputs)
+                else:
+                    bound = estimate_tokens(request.prompt + _SYSTEM + _HUMAN, self.max_tokens)
+                    async with context.budget.spend("optimizer", tokens=bound) as r:
+                        message = await self.chain.ainvoke(
+                            inputs, config=context.child_config("optimizer")
+                        )
+                        context.budget.settle_message(r, message)
+        texts = parse_prompts(message.text)
+        logger.debug("optimizer proposed %d prompts", len(texts))
+        return [Proposal(prompt=t, origin="llm") for t in texts[: request.n]]

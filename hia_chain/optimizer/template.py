@@ -1,0 +1,102 @@
+"""A deterministic optimizer that needs no model: it composes goal-directed instructions.
+
+For each objective it picks an instruction at the target's level on a 0–4 grid, plus
+neighbouring intensities (one and two levels either side) and alternative phrasings, because
+models follow instructions imprecisely: the heuristic filter, not this composer, decides
+which intensity is likely to land on the target. With feedback (greedy and beam rounds) it
+moves the level against the measured error: an answer that came out too long gets a
+"shorter" instruction next round.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+
+from hia_chain.context import RunContext
+from hia_chain.goals import Objective
+from hia_chain.optimizer._phrases import PHRASES
+from hia_chain.optimizer.base import OptimizeRequest, PromptOptimizer, Proposal
+
+__all__ = ["TemplateOptimizer"]
+
+_OFFSETS = (0, -1, 1, -2, 2)
+
+
+def _to_grid(obj: Objective, value: float) -> float:
+    return 4.0 * (value - obj.low) / obj.span
+
+
+def _instruction(obj: Objective, level: int, variant: int) -> str:
+    bank = PHRASES.get(obj.name)
+    if bank is not None:
+        return bank[level][variant % len(bank[level])]
+    value = obj.low + obj.span * level / 4
+    text = (
+        f"Aim for a {obj.name} of about {value:g} on a scale from {obj.low:g} "
+        f"({obj.low_label}) to {obj.high:g} ({obj.high_label})."
+    )
+    if variant % 2 and obj.description:
+        text += f" ({obj.description})"
+    return text
+
+
+class TemplateOptimizer(PromptOptimizer):
+    """Composes ``original + instructions`` for every objective in the goal.
+
+    Args:
+        phrasings: How many alternative phrasings per level to use (1 or 2).
+    """
+
+    def __init__(self, phrasings: int = 2) -> None:
+        self.phrasings = max(1, min(2, phrasings))
+
+    async def apropose(
+        self, request: OptimizeRequest, context: RunContext | None = None
+    ) -> list[Proposal]:
+        objs = request.objectives
+        base = self._base_levels(request)
+        combos = list(
+            itertools.product(itertools.product(_OFFSETS, repeat=len(objs)), range(self.phrasings))
+        )
+        rng = random.Random(request.seed)
+        rng.shuffle(combos)  # seeded order among equally-ranked combinations
+        combos.sort(key=lambda c: (sum(map(abs, c[0])), max(map(abs, c[0]), default=0), c[1]))
+        out: list[Proposal] = []
+        seen: set[tuple[tuple[int, ...], int]] = set()
+        for offsets, variant in combos:
+            levels = tuple(min(4, max(0, b + o)) for b, o in zip(base, offsets, strict=True))
+            if (levels, variant) in seen:
+                continue
+            seen.add((levels, variant))
+            instructions = " ".join(
+                _instruction(o, lv, variant) for o, lv in zip(objs, levels, strict=True)
+            )
+            prompt = f"{request.prompt.rstrip()}\n\n{instructions}"
+            if prompt in request.avoid:
+                continue
+            out.append(
+                Proposal(
+                    prompt=prompt,
+                    origin="template",
+                    meta={"levels": {o.name: lv for o, lv in zip(objs, levels, strict=True)}},
+                )
+            )
+            if len(out) >= request.n:
+                break
+        return out
+
+    @staticmethod
+    def _base_levels(request: OptimizeRequest) -> Sequence[int]:
+        """The level to aim at per objective: the target, corrected by measured feedback."""
+        fb = request.feedback
+        prior = dict(fb.meta.get("levels", {})) if fb else {}
+        levels = []
+        for obj in request.objectives:
+            target = _to_grid(obj, request.goal[obj.name])
+            if fb is not None and obj.name in prior and obj.name in fb.measured:
+                error = _to_grid(obj, fb.measured[obj.name]) - target
+                target = prior[obj.name] - error
+            levels.append(int(min(4, max(0, round(target)))))
+        return levels

@@ -1,0 +1,21 @@
+"""The HIA search: two-stage filter with bon / greedy / beam, and the baselines."""
+
+from hia_chain.search.engine import HIASearch as HIASearch
+from hia_chain.search.types import SEARCHES as SEARCHES
+from hia_chain.search.types import Candidate as Candidate
+from hia_chain.search.types import Plan as Plan
+from hia_chain.search.types import Responder as Responder
+from hia_chain.search.types import Response as Response
+from hia_chain.search.types import SearchResult as SearchResult
+from hia_chain.search.types import SearchSettings as SearchSettings
+
+__all__ = [
+    "SEARCHES",
+    "Candidate",
+    "HIASearch",
+    "Plan",
+    "Responder",
+    "Response",
+    "SearchResult",
+    "SearchSettings",
+]

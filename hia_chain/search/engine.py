@@ -1,0 +1,258 @@
+"""The HIA search: propose → stage 1 (heuristic filter) → stage 2 (budgeted calls) → select.
+
+Independent of LangChain message objects: the response model is a :data:`Responder` that
+takes a prompt string, so the same engine serves :class:`~hia_chain.AlignedChatModel`, the
+CLI, the benchmark and a future OpenAI-compatible proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hia_chain.budget import Budget
+from hia_chain.context import RunContext, estimate_tokens
+from hia_chain.errors import AllCandidatesFilteredError, BudgetExceededError, ConfigError
+from hia_chain.goals import Objective, get_reward_function, validate_goal
+from hia_chain.optimizer.base import Feedback, OptimizeRequest, PromptOptimizer
+from hia_chain.scorers.base import Heuristic, ReferenceScorer
+from hia_chain.search import stage1, stage2
+from hia_chain.search.types import Candidate, Plan, Responder, SearchResult, SearchSettings
+
+__all__ = ["HIASearch"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class HIASearch:
+    """One configured HIA pipeline; :meth:`run` serves any number of concurrent requests.
+
+    Args:
+        objectives: Every objective a goal may name.
+        scorers: Reference scorers r(P, y); together they must cover every objective.
+        optimizer: Proposes candidate prompts (not used by ``search="sample"``).
+        heuristic: Predicts r̂ of a prompt for the stage-1 filter (needed by ``heuristic``).
+    """
+
+    objectives: Sequence[Objective]
+    scorers: Sequence[ReferenceScorer]
+    optimizer: PromptOptimizer
+    heuristic: Heuristic | None = None
+    _by_name: dict[str, Objective] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ConfigError("`objectives` is empty: give at least one Objective.")
+        names = [o.name for o in self.objectives]
+        if len(set(names)) != len(names):
+            msg = f"`objectives` has duplicate names: {names}."
+            raise ConfigError(msg)
+        covered = {n for s in self.scorers for n in s.objectives}
+        missing = [n for n in names if n not in covered]
+        if missing:
+            msg = (
+                f"No reference scorer measures {missing}: add a scorer for each objective "
+                "(e.g. FunctionScorer or LLMJudgeScorer)."
+            )
+            raise ConfigError(msg)
+        self._by_name = {o.name: o for o in self.objectives}
+
+    def plan(self, settings: SearchSettings) -> Plan:
+        """The most this request can spend, per role, before anything is spent."""
+        rounds = settings.rounds
+        tries = settings.max_retries + 1
+        sample = settings.search == "sample"
+        heuristic_calls = (
+            self.heuristic.model_calls_per_item
+            if self.heuristic and settings.filter == "heuristic" and not sample
+            else 0
+        )
+        bound = settings.max_tokens
+        return Plan(
+            response_calls=settings.budget,
+            response_tokens=None if bound is None else settings.budget * bound,
+            optimizer_calls=0 if sample else rounds * self.optimizer.model_calls_per_round * tries,
+            draft_calls=rounds * settings.n * heuristic_calls,
+            judge_calls=settings.budget * sum(s.model_calls_per_item for s in self.scorers),
+            rounds=rounds,
+            candidates_per_round=settings.n,
+        )
+
+    async def run(
+        self,
+        prompt: str,
+        goal: dict[str, float],
+        respond: Responder,
+        settings: SearchSettings,
+        *,
+        shared: Budget | None = None,
+        context: RunContext | None = None,
+    ) -> SearchResult:
+        """Search for the best-aligned answer to ``prompt`` within ``settings.budget`` calls.
+
+        Raises:
+            ConfigError: empty prompt, bad goal, or a heuristic filter without a heuristic.
+            BudgetExceededError: the budget cannot pay for a single response call.
+            AllCandidatesFilteredError: nothing could be sent.
+        """
+        if not prompt or not prompt.strip():
+            raise ConfigError("The prompt is empty: pass the user's request as text.")
+        goal = validate_goal(self.objectives, goal)
+        if (
+            settings.filter == "heuristic"
+            and self.heuristic is None
+            and settings.search != "sample"
+        ):
+            msg = "filter='heuristic' needs a `heuristic`; pass one or use filter='random'."
+            raise ConfigError(msg)
+        reward = get_reward_function(settings.reward, self.objectives)
+        budget = Budget(calls=settings.budget, parent=shared)
+        ctx = RunContext(budget=budget) if context is None else context
+        ctx.budget = budget
+        probe = budget.try_reserve("response", tokens=estimate_tokens(prompt, settings.max_tokens))
+        if probe is None:
+            msg = "The budget cannot pay for a single response call; nothing was sent."
+            raise BudgetExceededError(msg)
+        budget.release(probe)
+
+        rng = random.Random(settings.seed)
+        active = [o for o in self.objectives if o.name in goal]
+        candidates: list[Candidate] = []
+        exhausted, stopped, rounds = False, "budget spent", 0
+        failures: list[BaseException] = []
+        beams: list[Candidate] = []
+        while (left := budget.remaining_calls("response")) and rounds < settings.budget:
+            k = min(settings.per_round, left)
+            fresh = await self._propose(
+                prompt, goal, active, settings, rounds, beams, candidates, ctx
+            )
+            candidates.extend(fresh)
+            pool = [c for c in fresh if c.rejected is None]
+            for j in range(min(k - len(pool), len(beams) and k)):
+                # Too few new prompts: spend the call re-sampling the best prompts so far.
+                parent = beams[j % len(beams)]
+                again = Candidate(
+                    id=len(candidates),
+                    prompt=parent.prompt,
+                    origin="resample",
+                    round=rounds,
+                    meta=dict(parent.meta),
+                )
+                candidates.append(again)
+                pool.append(again)
+            if settings.search == "sample":
+                batch = pool[:k]
+            else:
+                batch = await stage1.select(
+                    prompt,
+                    pool,
+                    k,
+                    filter=settings.filter,
+                    heuristic=self.heuristic,
+                    objectives=active,
+                    goal=goal,
+                    reward=reward,
+                    rng=rng,
+                    exploration=settings.exploration,
+                    context=ctx,
+                )
+            if not batch:
+                stopped = "no new candidates"
+                break
+            await ctx.event(
+                "hia_round",
+                {"round": rounds, "proposed": len(fresh), "sending": [c.id for c in batch]},
+            )
+            outcome = await stage2.send(batch, respond, settings, ctx)
+            exhausted |= outcome.exhausted
+            failures.extend(outcome.failures)
+            await stage2.measure(prompt, batch, self.scorers, goal, reward, ctx)
+            for c in batch:
+                if c.measured is not None and self.heuristic is not None:
+                    self.heuristic.observe(prompt, c.prompt, c.measured)
+            rounds += 1
+            measured = [c for c in candidates if c.measured is not None]
+            width = settings.per_round if settings.search == "beam" else 1
+            beams = sorted(
+                measured, key=lambda c: reward.rank_key(goal, c.measured or {}), reverse=True
+            )[:width]
+            if exhausted:
+                stopped = "budget exhausted"
+                break
+
+        measured = [c for c in candidates if c.measured is not None]
+        if not measured:
+            if failures:
+                raise failures[-1]  # transient errors that outlived every retry, unchanged
+            if exhausted:
+                raise BudgetExceededError("The shared budget ran out before any answer came back.")
+            raise AllCandidatesFilteredError("Every candidate prompt was rejected in stage 1.")
+        best = max(measured, key=lambda c: reward.rank_key(goal, c.measured or {}))
+        usage = {
+            role: budget.usage(role).as_dict()
+            for role in ("response", "optimizer", "judge", "draft")
+        }
+        await ctx.event(
+            "hia_done",
+            {"best": best.id, "reward": best.reward, "calls": usage["response"]["calls"]},
+        )
+        return SearchResult(
+            best=best,
+            candidates=candidates,
+            settings=settings,
+            goal=goal,
+            usage=usage,
+            rounds=rounds,
+            budget_exhausted=exhausted,
+            stopped=stopped,
+        )
+
+    async def _propose(
+        self,
+        prompt: str,
+        goal: dict[str, float],
+        active: list[Objective],
+        settings: SearchSettings,
+        round_: int,
+        beams: list[Candidate],
+        seen: list[Candidate],
+        ctx: RunContext,
+    ) -> list[Candidate]:
+        """New candidates for this round, already validated against earlier ones."""
+        next_id = len(seen)
+
+        def make(text: str, origin: str, meta: dict | None = None) -> Candidate:
+            nonlocal next_id
+            next_id += 1
+            return Candidate(
+                id=next_id - 1, prompt=text, origin=origin, round=round_, meta=dict(meta or {})
+            )
+
+        if settings.search == "sample":
+            return [make(prompt, "original") for _ in range(settings.per_round)]
+        fresh: list[Candidate] = []
+        if round_ == 0:
+            fresh.append(make(prompt, "original"))
+        seeds: list[Candidate | None] = list(beams) if beams else [None]
+        share = max(1, -(-(settings.n - len(fresh)) // len(seeds)))
+        for parent in seeds:
+            feedback = (
+                Feedback(parent.prompt, parent.measured or {}, parent.meta) if parent else None
+            )
+            request = OptimizeRequest(
+                prompt=prompt,
+                objectives=tuple(active),
+                goal=goal,
+                n=share,
+                feedback=feedback,
+                seed=None if settings.seed is None else settings.seed + round_,
+                avoid=frozenset(c.prompt for c in seen),
+            )
+            for p in await self.optimizer.apropose(request, ctx):
+                fresh.append(make(p.prompt, p.origin, dict(p.meta)))
+        stage1.validate(prompt, fresh, seen)
+        await ctx.event("hia_proposed", {"round": round_, "candidates": [c.trace() for c in fresh]})
+        return fresh

@@ -1,0 +1,96 @@
+"""Stage 1, free: validate, de-duplicate and rank candidate prompts, keep the top K.
+
+Nothing here calls the response model. Rejections are recorded on the candidate (never
+silently dropped) so the trace shows why a proposal was not considered.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+from hia_chain.context import RunContext
+from hia_chain.goals import Objective, RewardFunction
+from hia_chain.optimizer.base import keeps_request
+from hia_chain.scorers.base import Heuristic, check_batch
+from hia_chain.search.types import Candidate, FilterName
+
+__all__ = ["near_duplicate", "select"]
+
+_WORD = re.compile(r"\w+")
+
+
+def _shingles(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+def near_duplicate(a: str, b: str, threshold: float = 0.95) -> bool:
+    """Same words up to case and punctuation (Jaccard ≥ ``threshold`` on word sets)."""
+    sa, sb = _shingles(a), _shingles(b)
+    if not sa or not sb:
+        return a.strip() == b.strip()
+    return len(sa & sb) / len(sa | sb) >= threshold
+
+
+def validate(original: str, fresh: Sequence[Candidate], seen: Sequence[Candidate]) -> None:
+    """Mark rewrites that drop the request or repeat an earlier candidate as rejected."""
+    kept: list[Candidate] = [c for c in seen if c.rejected is None]
+    for c in fresh:
+        if c.origin != "original" and not keeps_request(original, c.prompt):
+            c.rejected = "drops the user's request"
+        elif any(near_duplicate(c.prompt, k.prompt) for k in kept):
+            c.rejected = "near-duplicate of an earlier candidate"
+        else:
+            kept.append(c)
+
+
+async def select(
+    original: str,
+    pool: Sequence[Candidate],
+    k: int,
+    *,
+    filter: FilterName,
+    heuristic: Heuristic | None,
+    objectives: Sequence[Objective],
+    goal: dict[str, float],
+    reward: RewardFunction,
+    rng: random.Random,
+    exploration: float,
+    context: RunContext | None,
+) -> list[Candidate]:
+    """Return the K candidates of ``pool`` to send, best first."""
+    if k <= 0 or not pool:
+        return []
+    if filter == "order":
+        return list(pool[:k])
+    if filter == "random":
+        return rng.sample(list(pool), min(k, len(pool)))
+    if heuristic is None:
+        msg = "filter='heuristic' needs a heuristic scorer."
+        raise ValueError(msg)
+    names = [o.name for o in objectives if o.name in goal]
+    predictions = await heuristic.apredict(original, [c.prompt for c in pool], names, context)
+    scores = check_batch(
+        [p.scores for p in predictions], len(pool), names, source=f"heuristic {heuristic.name!r}"
+    )
+    by_name = {o.name: o for o in objectives}
+    for c, p, s in zip(pool, predictions, scores, strict=True):
+        c.predicted = s
+        c.uncertainty = {k_: float(v) for k_, v in p.uncertainty.items()}
+        c.predicted_reward = reward(goal, s)
+        if exploration > 0 and c.uncertainty:
+            # Optimism under uncertainty: move each prediction up to κσ toward its target.
+            s = {
+                n: by_name[n].clip(
+                    v
+                    + max(
+                        -exploration * c.uncertainty.get(n, 0.0),
+                        min(exploration * c.uncertainty.get(n, 0.0), goal[n] - v),
+                    )
+                )
+                for n, v in s.items()
+            }
+        c.rank_key = reward.rank_key(goal, s)
+    ranked = sorted(pool, key=lambda c: c.rank_key or (float("-inf"),) * 2, reverse=True)
+    return ranked[:k]

@@ -1,0 +1,212 @@
+"""Data passed between the search stages and returned to the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hia_chain.errors import ConfigError
+
+__all__ = [
+    "SEARCHES",
+    "Candidate",
+    "FilterName",
+    "Plan",
+    "Responder",
+    "Response",
+    "SearchName",
+    "SearchResult",
+    "SearchSettings",
+]
+
+SearchName = Literal["bon", "greedy", "beam", "sample"]
+FilterName = Literal["heuristic", "random", "order"]
+SEARCHES: tuple[SearchName, ...] = ("bon", "greedy", "beam", "sample")
+FILTERS: tuple[FilterName, ...] = ("heuristic", "random", "order")
+
+
+@dataclass(frozen=True)
+class Response:
+    """One answer of the response model, with its token usage as the provider reported it."""
+
+    text: str
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    message: Any = None
+    """The provider's message (e.g. an ``AIMessage``), returned as the final answer."""
+
+
+Responder = Callable[[str], Awaitable[Response]]
+"""Sends one prompt to the response model. The search owns budget and retries around it."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How one request searches. Every field can be overridden per call."""
+
+    search: SearchName = "bon"
+    """``bon``: one round of ``budget`` calls; ``greedy``: rounds of one call refined with
+    measured feedback; ``beam``: rounds of ``beam_width`` calls seeded by the best so far;
+    ``sample``: best-of-N sampling of the original prompt (a baseline)."""
+    filter: FilterName = "heuristic"
+    """Stage-1 choice of which candidates to send: ``heuristic`` (HIA), or the baselines
+    ``random`` (seeded) and ``order`` (optimizer order, original first)."""
+    budget: int = 2
+    """Calls to the response model for this request (the HIA budget unit)."""
+    candidates_per_round: int | None = None
+    """N, candidates proposed per round including the original; default max(8, 2K)."""
+    beam_width: int = 2
+    reward: str = "euclidean"
+    seed: int | None = None
+    max_concurrency: int = 8
+    """Most response calls in flight at once for this request."""
+    max_retries: int = 2
+    """Retries of a transient error per candidate; every attempt is paid from the budget."""
+    max_tokens: int | None = None
+    """Bound on each response's output tokens; required when a token or cost cap applies."""
+    exploration: float = 0.0
+    """Optimism for uncertain heuristic predictions: rank by R(G, r̂ ± κσ toward the goal)."""
+
+    def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            msg = f"`search` must be one of {', '.join(SEARCHES)}; got {self.search!r}."
+            raise ConfigError(msg)
+        if self.filter not in FILTERS:
+            msg = f"`filter` must be one of {', '.join(FILTERS)}; got {self.filter!r}."
+            raise ConfigError(msg)
+        for name in ("budget", "beam_width", "max_concurrency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"`{name}` must be an integer >= 1, got {value!r}."
+                raise ConfigError(msg)
+        if self.max_retries < 0:
+            msg = f"`max_retries` must be >= 0, got {self.max_retries}."
+            raise ConfigError(msg)
+        n = self.candidates_per_round
+        if n is not None and n < self.per_round:
+            msg = (
+                f"`candidates_per_round` (N={n}) is smaller than the calls sent per round "
+                f"(K={self.per_round} for search={self.search!r}, budget={self.budget}); "
+                f"raise N to at least {self.per_round} or lower the budget."
+            )
+            raise ConfigError(msg)
+        if self.exploration < 0:
+            msg = f"`exploration` must be >= 0, got {self.exploration}."
+            raise ConfigError(msg)
+
+    @property
+    def per_round(self) -> int:
+        """K: response calls per round."""
+        if self.search in ("bon", "sample"):
+            return self.budget
+        if self.search == "greedy":
+            return 1
+        return min(self.beam_width, self.budget)
+
+    @property
+    def rounds(self) -> int:
+        k = self.per_round
+        return -(-self.budget // k)
+
+    @property
+    def n(self) -> int:
+        """N: candidates proposed per round, including the original in the first."""
+        if self.candidates_per_round is not None:
+            return self.candidates_per_round
+        return max(8, 2 * self.per_round)
+
+
+@dataclass
+class Candidate:
+    """One candidate prompt and everything that happened to it."""
+
+    id: int
+    prompt: str
+    origin: str
+    round: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None
+    """Why stage 1 refused it before ranking (duplicate, dropped the request)."""
+    predicted: dict[str, float] | None = None
+    uncertainty: dict[str, float] | None = None
+    predicted_reward: float | None = None
+    sent: bool = False
+    response: Response | None = None
+    measured: dict[str, float] | None = None
+    reward: float | None = None
+    rank_key: tuple[float, float] | None = None
+    attempts: int = 0
+    error: str | None = None
+
+    def trace(self) -> dict[str, Any]:
+        """JSON-friendly record for ``response_metadata`` and the CLI."""
+        return {
+            "id": self.id,
+            "round": self.round,
+            "origin": self.origin,
+            "prompt": self.prompt,
+            "rejected": self.rejected,
+            "predicted": self.predicted,
+            "uncertainty": self.uncertainty or None,
+            "predicted_reward": self.predicted_reward,
+            "sent": self.sent,
+            "attempts": self.attempts,
+            "measured": self.measured,
+            "reward": self.reward,
+            "response": self.response.text if self.response else None,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A dry run: the most a request can spend with the given settings, before spending."""
+
+    response_calls: int
+    response_tokens: int | None
+    optimizer_calls: int
+    draft_calls: int
+    judge_calls: int
+    rounds: int
+    candidates_per_round: int
+
+    def as_dict(self) -> dict[str, int | None]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SearchResult:
+    """The chosen candidate, every candidate, and what was spent."""
+
+    best: Candidate
+    candidates: list[Candidate]
+    settings: SearchSettings
+    goal: dict[str, float]
+    usage: dict[str, dict[str, float | int]]
+    rounds: int
+    budget_exhausted: bool
+    stopped: str
+
+    @property
+    def calls(self) -> int:
+        return int(self.usage["response"]["calls"])
+
+    def trace(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "search": s.search,
+            "filter": s.filter,
+            "reward_function": s.reward,
+            "goal": self.goal,
+            "budget": s.budget,
+            "calls": self.calls,
+            "rounds": self.rounds,
+            "budget_exhausted": self.budget_exhausted,
+            "stopped": self.stopped,
+            "best": self.best.id,
+            "reward": self.best.reward,
+            "scores": self.best.measured,
+            "usage": self.usage,
+            "candidates": [c.trace() for c in self.candidates],
+        }
