@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -25,10 +26,12 @@ from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field
 
 from hia_chain.budget import Budget
@@ -83,8 +86,9 @@ class AlignedChatModel(BaseChatModel):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
 
-    model: BaseChatModel = Field(alias="llm")
-    """The response model: the expensive black box whose calls the budget counts."""
+    model: Runnable[LanguageModelInput, BaseMessage] = Field(alias="llm")
+    """The response model: the expensive black box whose calls the budget counts. Usually a
+    chat model; a bound one (``llm.bind_tools(...)``) is accepted too."""
     objectives: list[Objective] = Field(default_factory=_default_objectives)
     """Objectives a goal may name; default: verbosity, complexity and sentiment (0–4)."""
     goal: dict[str, float] = Field(default_factory=dict)
@@ -128,7 +132,7 @@ class AlignedChatModel(BaseChatModel):
         if self.heuristic is None:
             self.heuristic = _default_heuristic(self.objectives)
         if self.max_tokens is None:
-            bound = getattr(self.model, "max_tokens", None)
+            bound = getattr(_unbound(self.model), "max_tokens", None)
             self.max_tokens = bound if isinstance(bound, int) else None
         self._search = HIASearch(self.objectives, self.scorers, self.optimizer, self.heuristic)
         if self.goal:
@@ -144,15 +148,38 @@ class AlignedChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {
-            "model": getattr(self.model, "_identifying_params", {}),
+            "model": getattr(_unbound(self.model), "_identifying_params", {}),
             "goal": self.goal,
             **{k: getattr(self, k) for k in _SETTING_KEYS},
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        params = self.model._get_ls_params(stop=stop)
+        inner = _unbound(self.model)
+        params: LangSmithParams = (
+            inner._get_ls_params(stop=stop) if isinstance(inner, BaseChatModel) else {}
+        )
         params["ls_provider"] = f"hia/{params.get('ls_provider', 'unknown')}"
+        params.setdefault("ls_model_type", "chat")
         return params
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools to the response model; alignment still applies to each answer.
+
+        Every candidate is sent with the tools bound. An answer that calls a tool is scored
+        on its arguments (JSON), so a goal such as "verbosity 1" steers the tool-call content
+        too, and the chosen answer keeps its ``tool_calls`` intact. Also what makes
+        ``with_structured_output`` work: LangChain builds it on ``bind_tools``.
+        """
+        inner = _unbound(self.model)
+        if not isinstance(inner, BaseChatModel):
+            msg = "bind_tools needs the response model to be a chat model."
+            raise ConfigError(msg)
+        bound = inner.bind_tools(tools, **kwargs)
+        return self.model_copy(update={"model": bound})
 
     # -- the search -----------------------------------------------------------------------
 
@@ -199,7 +226,7 @@ class AlignedChatModel(BaseChatModel):
             )
             usage = message.usage_metadata if isinstance(message, AIMessage) else None
             return Response(
-                text=message.text,
+                text=_scored_text(message),
                 input_tokens=usage["input_tokens"] if usage else None,
                 output_tokens=usage["output_tokens"] if usage else None,
                 message=message,
@@ -265,6 +292,21 @@ class AlignedChatModel(BaseChatModel):
         # thread with its own loop rather than re-entering the caller's.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return self._to_result(pool.submit(anyio.run, main).result())
+
+
+def _unbound(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
+    """The chat model under any ``RunnableBinding`` layers (e.g. from ``bind_tools``)."""
+    while isinstance(model, RunnableBinding):
+        model = model.bound
+    return model
+
+
+def _scored_text(message: BaseMessage) -> str:
+    """What the reference scorers see: the text, or the tool-call arguments if no text."""
+    calls = getattr(message, "tool_calls", None)
+    if message.text or not calls:
+        return message.text
+    return json.dumps([c["args"] for c in calls])
 
 
 def _default_heuristic(objectives: Sequence[Objective]) -> Heuristic:

@@ -1,0 +1,292 @@
+"""The alignment-per-call experiment: every method at budgets B on real prompts and goals.
+
+Rows are appended to ``results.csv`` as each run finishes (one per prompt × goal × method ×
+budget × reward function), failures included as rows with their error type, and a rerun
+skips keys already written, so an interrupted benchmark resumes.
+
+Reward functions: each run searches with the euclidean reward; the ``max_error`` and
+``goal_completion`` rows re-select, among the answers that run measured, the best under that
+function. Searching separately per function would triple the calls for a small difference
+in which prompts get refined.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from hia_chain.bench.methods import METHODS, Method
+from hia_chain.bench.responses import SharedResponses
+from hia_chain.goals import REWARD_NAMES, Objective, get_reward_function
+from hia_chain.optimizer import TemplateOptimizer
+from hia_chain.scorers.base import Heuristic, ReferenceScorer
+from hia_chain.search import HIASearch, SearchSettings
+from hia_chain.search.types import SearchResult
+
+__all__ = ["BenchConfig", "Item", "make_items", "run_experiment"]
+
+RESULT_FIELDS = [
+    "item",
+    "prompt_id",
+    "objectives",
+    "goal",
+    "method",
+    "heuristic",
+    "budget",
+    "reward_function",
+    "reward",
+    "scores",
+    "calls",
+    "tokens",
+    "seconds",
+    "error",
+]
+PRED_FIELDS = ["item", "method", "heuristic", "budget", "objective", "predicted", "measured"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    budgets: tuple[int, ...] = (1, 2, 4, 8)
+    candidates_per_round: int = 8
+    seed: int = 0
+    methods: tuple[Method, ...] = METHODS
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prompt with one goal vector."""
+
+    key: str
+    prompt_id: str
+    prompt: str
+    goal: dict[str, float]
+
+
+def make_items(
+    prompts: Sequence[tuple[str, str]], objectives: Sequence[Objective], seed: int
+) -> list[Item]:
+    """1, 2 and 3 objectives in turn, targets drawn from the integer grid with the seed."""
+    rng = random.Random(seed)
+    items = []
+    for i, (pid, prompt) in enumerate(prompts):
+        k = i % len(objectives) + 1
+        chosen = rng.sample(list(objectives), k)
+        goal = {o.name: float(rng.choice(range(int(o.low), int(o.high) + 1))) for o in chosen}
+        key = f"{pid}|" + ",".join(f"{n}={v:g}" for n, v in sorted(goal.items()))
+        items.append(Item(key, pid, prompt, goal))
+    return items
+
+
+@dataclass
+class _Writer:
+    out: Path
+    done: set[tuple[str, str, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.results = self.out / "results.csv"
+        self.preds = self.out / "predictions.csv"
+        for path, fields in ((self.results, RESULT_FIELDS), (self.preds, PRED_FIELDS)):
+            if not path.exists():
+                with path.open("w", newline="") as f:
+                    csv.writer(f).writerow(fields)
+        with self.results.open() as f:
+            for row in csv.DictReader(f):
+                self.done.add((row["item"], row["method"], int(row["budget"])))
+
+    def write(self, path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
+        with path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writerows(rows)
+
+
+@dataclass
+class _Run:
+    objectives: Sequence[Objective]
+    scorers: Sequence[ReferenceScorer]
+    make_heuristic: Callable[[str], Heuristic]
+    config: BenchConfig
+    writer: _Writer
+    optimizer: TemplateOptimizer = field(default_factory=TemplateOptimizer)
+    heuristics: dict[tuple[str, int], Heuristic] = field(default_factory=dict)
+
+    async def one(self, item: Item, method: Method, budget: int, shared: SharedResponses) -> None:
+        """One method at one budget on one item; learned heuristics persist across items."""
+        if (item.key, method.name, budget) in self.writer.done:
+            return
+        heuristic = None
+        if method.heuristic:
+            key = (method.name, budget)
+            if key not in self.heuristics:
+                self.heuristics[key] = self.make_heuristic(method.heuristic)
+            heuristic = self.heuristics[key]
+        search = HIASearch(self.objectives, self.scorers, self.optimizer, heuristic)
+        settings = SearchSettings(
+            search=method.search,
+            filter=method.filter,
+            budget=budget,
+            candidates_per_round=max(self.config.candidates_per_round, budget),
+            seed=self.config.seed,
+        )
+        t0 = time.perf_counter()
+        try:
+            result = await search.run(item.prompt, item.goal, shared.responder(), settings)
+        except Exception as exc:  # recorded as a row, never dropped
+            self.writer.write(
+                self.writer.results, [_error_row(item, method, budget, exc, t0)], RESULT_FIELDS
+            )
+            return
+        rows = _rows(item, method, budget, result, self.objectives, time.perf_counter() - t0)
+        self.writer.write(self.writer.results, rows, RESULT_FIELDS)
+        if method.heuristic:
+            self.writer.write(
+                self.writer.preds, _pred_rows(item, method, budget, result), PRED_FIELDS
+            )
+
+
+async def run_experiment(
+    items: Sequence[Item],
+    objectives: Sequence[Objective],
+    scorers: Sequence[ReferenceScorer],
+    responder_llm: Any,
+    make_heuristic: Callable[[str], Heuristic],
+    config: BenchConfig,
+    out: Path,
+    progress: Callable[[str], None] = lambda s: None,
+) -> None:
+    """Run every method × budget on every item, plus the oracle, appending rows as it goes."""
+    run = _Run(objectives, scorers, make_heuristic, config, _Writer(out))
+    limiter = anyio.CapacityLimiter(config.concurrency)
+
+    async def limited(item: Item, method: Method, budget: int, shared: SharedResponses) -> None:
+        async with limiter:
+            await run.one(item, method, budget, shared)
+
+    for n, item in enumerate(items, 1):
+        shared = SharedResponses(responder_llm, seed=config.seed)
+        started = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for method in config.methods:
+                for budget in config.budgets:
+                    tg.start_soon(limited, item, method, budget, shared)
+        if (item.key, "oracle", 0) not in run.writer.done:
+            await _oracle(item, objectives, scorers, run.optimizer, shared, config, run.writer)
+        progress(
+            f"[{n}/{len(items)}] {item.key}: {shared.generated} answers generated "
+            f"in {time.perf_counter() - started:.0f} s"
+        )
+
+
+async def _oracle(
+    item: Item,
+    objectives: Sequence[Objective],
+    scorers: Sequence[ReferenceScorer],
+    optimizer: TemplateOptimizer,
+    shared: SharedResponses,
+    config: BenchConfig,
+    writer: _Writer,
+) -> None:
+    """Send every first-round candidate once: the ceiling a perfect filter could reach."""
+    n = config.candidates_per_round
+    search = HIASearch(objectives, scorers, optimizer, None)
+    settings = SearchSettings(
+        search="bon", filter="order", budget=n, candidates_per_round=n, seed=config.seed
+    )
+    t0 = time.perf_counter()
+    try:
+        result = await search.run(item.prompt, item.goal, shared.responder(), settings)
+    except Exception as exc:
+        writer.write(writer.results, [_error_row(item, _ORACLE, 0, exc, t0)], RESULT_FIELDS)
+        return
+    rows = _rows(item, _ORACLE, 0, result, objectives, time.perf_counter() - t0)
+    writer.write(writer.results, rows, RESULT_FIELDS)
+
+
+_ORACLE = Method("oracle", "bon", "order")
+
+
+def _rows(
+    item: Item,
+    method: Method,
+    budget: int,
+    result: SearchResult,
+    objectives: Sequence[Objective],
+    seconds: float,
+) -> list[dict[str, Any]]:
+    measured = [c for c in result.candidates if c.measured is not None]
+    usage = result.usage["response"]
+    rows = []
+    for name in REWARD_NAMES:
+        fn = get_reward_function(name, objectives)
+        best = max(measured, key=lambda c: fn.rank_key(item.goal, c.measured or {}))
+        rows.append(
+            {
+                "item": item.key,
+                "prompt_id": item.prompt_id,
+                "objectives": len(item.goal),
+                "goal": json.dumps(item.goal),
+                "method": method.name,
+                "heuristic": method.heuristic or "",
+                "budget": budget,
+                "reward_function": name,
+                "reward": fn(item.goal, best.measured or {}),
+                "scores": json.dumps(best.measured),
+                "calls": result.calls,
+                "tokens": usage["total_tokens"],
+                "seconds": round(seconds, 3),
+                "error": "",
+            }
+        )
+    return rows
+
+
+def _error_row(
+    item: Item, method: Method, budget: int, exc: BaseException, t0: float
+) -> dict[str, Any]:
+    return {
+        "item": item.key,
+        "prompt_id": item.prompt_id,
+        "objectives": len(item.goal),
+        "goal": json.dumps(item.goal),
+        "method": method.name,
+        "heuristic": method.heuristic or "",
+        "budget": budget,
+        "reward_function": "",
+        "reward": "",
+        "scores": "",
+        "calls": "",
+        "tokens": "",
+        "seconds": round(time.perf_counter() - t0, 3),
+        "error": f"{type(exc).__name__}: {exc}"[:300],
+    }
+
+
+def _pred_rows(
+    item: Item, method: Method, budget: int, result: SearchResult
+) -> list[dict[str, Any]]:
+    rows = []
+    for c in result.candidates:
+        if c.predicted is None or c.measured is None:
+            continue
+        for name, value in c.measured.items():
+            rows.append(
+                {
+                    "item": item.key,
+                    "method": method.name,
+                    "heuristic": method.heuristic,
+                    "budget": budget,
+                    "objective": name,
+                    "predicted": c.predicted.get(name),
+                    "measured": value,
+                }
+            )
+    return rows

@@ -1,0 +1,59 @@
+"""Shared responses across methods: common random numbers for a fair, cheaper comparison.
+
+The k-th time any method sends prompt P for an item, it gets the same sampled answer (the
+server is asked with a seed derived from (P, k)). Methods are then compared on identical
+samples, which removes sampling noise from the differences, and a prompt several methods
+send is generated once. Every method's calls, tokens and budget are counted as if it made
+each call itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import anyio
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+
+from hia_chain.search.types import Responder, Response
+
+__all__ = ["SharedResponses"]
+
+
+def _seed(prompt: str, k: int, base: int) -> int:
+    digest = hashlib.sha256(f"{base}:{k}:{prompt}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % (2**31 - 1)
+
+
+class SharedResponses:
+    """Caches sampled answers per (prompt, occurrence) for one benchmark item."""
+
+    def __init__(self, llm: BaseChatModel, seed: int) -> None:
+        self.llm = llm
+        self.seed = seed
+        self.generated = 0
+        self._cache: dict[tuple[str, int], Response] = {}
+        self._locks: dict[tuple[str, int], anyio.Lock] = {}
+
+    def responder(self) -> Responder:
+        """A responder for one method run (it counts its own occurrences of each prompt)."""
+        seen: Counter[str] = Counter()
+
+        async def respond(prompt: str) -> Response:
+            key = (prompt, seen[prompt])
+            seen[prompt] += 1
+            lock = self._locks.setdefault(key, anyio.Lock())
+            async with lock:
+                if key not in self._cache:
+                    message = await self.llm.ainvoke(prompt, seed=_seed(prompt, key[1], self.seed))
+                    usage = message.usage_metadata if isinstance(message, AIMessage) else None
+                    self._cache[key] = Response(
+                        text=message.text,
+                        input_tokens=usage["input_tokens"] if usage else None,
+                        output_tokens=usage["output_tokens"] if usage else None,
+                    )
+                    self.generated += 1
+                return self._cache[key]
+
+        return respond

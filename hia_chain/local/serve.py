@@ -1,0 +1,123 @@
+"""Run a real OpenAI-compatible server (``transformers serve``) for a local model folder.
+
+Used by the benchmark (the response model as a black box over HTTP) and by the integration
+tests. Loopback only. The server gets its own torch thread count so it and an in-process
+model do not fight over two cores (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from hia_chain.errors import LocalExtraMissingError
+
+__all__ = ["ServedModel", "free_port", "serve_model"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A running server: where to reach it and what model name to ask for."""
+
+    base_url: str
+    """OpenAI-style base URL, e.g. ``http://127.0.0.1:8123/v1``."""
+    model: str
+    log_path: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text[-chars:]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def serve_model(
+    folder: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    threads: int = 1,
+    continuous_batching: bool = False,
+    startup_timeout: float = 180.0,
+) -> Iterator[ServedModel]:
+    """Start ``transformers serve`` on ``folder``, wait until it answers, stop it on exit.
+
+    Raises:
+        LocalExtraMissingError: the ``transformers`` command is not installed.
+        RuntimeError: the server exited or did not answer within ``startup_timeout``.
+    """
+    exe = shutil.which(
+        "transformers",
+        path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+    )
+    if exe is None:
+        msg = "`transformers serve` is not installed: pip install 'hia-chain[serving]'."
+        raise LocalExtraMissingError(msg)
+    port = port or free_port(host)
+    workdir = Path(tempfile.mkdtemp(prefix="hia-serve-"))
+    log_path = workdir / "server.log"
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HUB_CACHE": str(workdir / "hub"),  # /v1/models needs an existing cache folder
+    }
+    (workdir / "hub").mkdir()
+    args = [exe, "serve", str(folder), "--host", host, "--port", str(port), "--device", "cpu"]
+    if continuous_batching:
+        args.append("--continuous-batching")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    served = ServedModel(base_url=f"http://{host}:{port}/v1", model=str(folder), log_path=log_path)
+    try:
+        _wait_ready(proc, f"http://{host}:{port}/health", startup_timeout, served)
+        logger.info("transformers serve ready at %s", served.base_url)
+        yield served
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_ready(
+    proc: subprocess.Popen[bytes], url: str, timeout: float, served: ServedModel
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            msg = f"transformers serve exited with {proc.returncode}:\n{served.log_tail()}"
+            raise RuntimeError(msg)
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    msg = f"transformers serve did not answer within {timeout:.0f} s:\n{served.log_tail()}"
+    raise RuntimeError(msg)
