@@ -83,7 +83,6 @@ def _build_aligned(args: argparse.Namespace, goal: dict[str, float]) -> Any:
     from hia_chain.aligned import AlignedChatModel
     from hia_chain.optimizer import LLMPromptOptimizer, MixedOptimizer, TemplateOptimizer
     from hia_chain.scorers.instruction import InstructionHeuristic
-    from hia_chain.scorers.learned import LearnedHeuristic
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 
     objectives = list(BUILTIN_OBJECTIVES.values())
@@ -116,6 +115,8 @@ def _build_aligned(args: argparse.Namespace, goal: dict[str, float]) -> Any:
         drafter = local or LocalChatModel(temperature=args.temperature, max_tokens=64, seed=args.seed)
         heuristic: Any = DraftHeuristic(drafter, scorers, max_tokens=64)
     elif kind == "learned":
+        from hia_chain.scorers.learned import LearnedHeuristic
+
         heuristic = LearnedHeuristic(fallback=InstructionHeuristic(objectives))
     else:
         heuristic = InstructionHeuristic(objectives)

@@ -1,0 +1,71 @@
+"""The benchmark harness end to end against a fake response model (no server)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import anyio
+import pytest
+
+from hia_chain.bench.data import load_prompts
+from hia_chain.bench.harness import BenchConfig, make_items, run_experiment
+from hia_chain.bench.methods import METHODS
+from hia_chain.bench.report import mean_ci, spearman, summarize, write_plot
+from hia_chain.errors import ConfigError
+from hia_chain.scorers.instruction import InstructionHeuristic
+from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
+from tests.unit_tests.fakes import CountingChatModel, FatalError, instruction_following
+
+
+def test_statistics() -> None:
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1)
+    assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+    m, ci = mean_ci([1.0, 2.0, 3.0])
+    assert m == 2 and ci == pytest.approx(1.96 / math.sqrt(3))
+
+
+def test_prompt_loading(tmp_path: Path) -> None:
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"instruction": "a"}\n\n{"prompt": "b"}\n')
+    assert [p for _, p in load_prompts(f)] == ["a", "b"]
+    f.write_text('{"text": "a"}\n')
+    with pytest.raises(ConfigError, match="instruction"):
+        load_prompts(f)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_prompts(tmp_path / "missing.jsonl")
+
+
+def test_harness_writes_resumes_and_records_failures(tmp_path: Path) -> None:
+    objectives = list(BUILTIN_OBJECTIVES.values())
+    items = make_items([("1", "Explain how vaccines work."), ("2", "Why is the sky blue?")], objectives, seed=0)
+    assert [len(i.goal) for i in items] == [1, 2]
+    methods = tuple(m for m in METHODS if m.heuristic in (None, "instruction"))
+    config = BenchConfig(budgets=(1, 2), methods=methods, candidates_per_round=4)
+    model = CountingChatModel(answer=instruction_following(0))
+    scorers = builtin_scorers([o.name for o in objectives])
+
+    def run() -> None:
+        anyio.run(run_experiment, items, objectives, scorers, model, lambda k: InstructionHeuristic(objectives), config, tmp_path)
+
+    run()
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    runs = {(r["item"], r["method"], r["budget"]) for r in rows}
+    assert len(runs) == len(items) * (len(methods) * 2 + 1)  # + the oracle
+    assert all(not r["error"] for r in rows)
+    assert len(rows) == 3 * len(runs)  # one row per reward function
+    assert all(int(r["calls"]) == int(r["budget"]) for r in rows if r["method"] != "oracle")
+    calls_before = model.calls
+    run()  # resume: nothing left to do
+    assert model.calls == calls_before
+    text = summarize(tmp_path)
+    assert "hia-bon[instruction]" in text and "oracle" in text
+    assert write_plot(tmp_path).stat().st_size > 0
+
+    broken = CountingChatModel(fail_on={i: FatalError("boom") for i in range(1000)})
+    out = tmp_path / "broken"
+    anyio.run(run_experiment, items[:1], objectives, scorers, broken, lambda k: InstructionHeuristic(objectives), config, out)
+    errors = [r for r in csv.DictReader((out / "results.csv").open()) if r["error"]]
+    assert errors and all(r["error"].startswith("FatalError") for r in errors)
