@@ -310,9 +310,11 @@ def _scored_text(message: BaseMessage) -> str:
 
 
 def _default_heuristic(objectives: Sequence[Objective]) -> Heuristic:
+    """Learned online from this model's measured answers, starting from instruction cues."""
     from hia_chain.scorers.instruction import InstructionHeuristic
+    from hia_chain.scorers.learned import LearnedHeuristic
 
-    return InstructionHeuristic(objectives)
+    return LearnedHeuristic(fallback=InstructionHeuristic(objectives), objectives=objectives)
 
 
 def _last_human(messages: Sequence[BaseMessage]) -> tuple[int, str]:

@@ -125,8 +125,12 @@ _LENGTH_CUES: list[tuple[str, int]] = [
 ]
 
 
-def instruction_following(seed: int) -> Callable[[str, int], str]:
-    """An ``answer`` function whose length follows the prompt's length instruction."""
+def instruction_following(seed: int, stretch: float = 1.0) -> Callable[[str, int], str]:
+    """An ``answer`` function whose length follows the prompt's length instruction.
+
+    ``stretch`` > 1 makes a model that writes longer than asked, every time: the instructions'
+    nominal levels then mislead, and only a heuristic that learns the model can correct it.
+    """
     rng = random.Random(seed)
 
     def answer(prompt: str, index: int) -> str:
@@ -135,7 +139,7 @@ def instruction_following(seed: int) -> Callable[[str, int], str]:
             if re.search(pattern, prompt, re.I):
                 words = n
                 break
-        words = max(1, round(words * rng.lognormvariate(0, 0.35)))
+        words = max(1, round(words * stretch * rng.lognormvariate(0, 0.35)))
         return " ".join(["word"] * words)
 
     return answer
