@@ -23,15 +23,25 @@ class _ProgressHandler(BaseCallbackHandler):
         self.status = status
 
     def on_custom_event(
-        self, name: str, data: Any, *, run_id: UUID, tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None, **kwargs: Any,
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: UUID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         if self.status is None:
             return
         if name == "hia_proposed":
-            self.status.update(f"round {data['round']}: {len(data['candidates'])} candidates proposed, scoring…")
+            self.status.update(
+                f"round {data['round']}: {len(data['candidates'])} candidates proposed, scoring…"
+            )
         elif name == "hia_round":
-            self.status.update(f"round {data['round']}: sending {len(data['sending'])} to the response model…")
+            self.status.update(
+                f"round {data['round']}: sending {len(data['sending'])} to the response model…"
+            )
         elif name == "hia_response":
             self.status.update(f"answer for candidate {data['candidate']} received, measuring…")
 
@@ -71,9 +81,27 @@ def render_result(answer: str, trace: dict[str, Any], seconds: float) -> None:
         note = c["rejected"] or ("yes" if c["sent"] else "")
         reward = "" if c["reward"] is None else f"{c['reward']:.3f}"
         style = "bold green" if c["id"] == trace["best"] else None
-        table.add_row(str(c["id"]), prompt[:70], _fmt(c["predicted"]), _fmt(c["measured"]), reward, note, style=style)
+        table.add_row(
+            str(c["id"]),
+            prompt[:70],
+            _fmt(c["predicted"]),
+            _fmt(c["measured"]),
+            reward,
+            note,
+            style=style,
+        )
     out.print(table)
-    out.print(Panel(answer, title=f"answer (reward {trace['reward']:.3f}, scores {_fmt(trace['scores'])})"))
+    out.print(
+        Panel(
+            answer, title=f"answer (reward {trace['reward']:.3f}, scores {_fmt(trace['scores'])})"
+        )
+    )
     usage = trace["usage"]
-    spent = ", ".join(f"{role} {u['calls']} calls/{u['total_tokens']} tok" for role, u in usage.items() if u["calls"])
-    out.print(f"calls: {trace['calls']} of budget {trace['budget']}  ·  {spent}  ·  {seconds:.1f} s")
+    spent = ", ".join(
+        f"{role} {u['calls']} calls/{u['total_tokens']} tok"
+        for role, u in usage.items()
+        if u["calls"]
+    )
+    out.print(
+        f"calls: {trace['calls']} of budget {trace['budget']}  ·  {spent}  ·  {seconds:.1f} s"
+    )

@@ -38,13 +38,17 @@ def parse_goal(items: Sequence[str] | None) -> dict[str, float]:
 
 
 def _add_align(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("align", help="Answer a prompt aligned to a goal within a call budget (HIA).")
+    p = sub.add_parser(
+        "align", help="Answer a prompt aligned to a goal within a call budget (HIA)."
+    )
     p.add_argument("prompt")
     p.add_argument("--goal", action="append", metavar="NAME=VALUE", help="repeatable; 0–4 scale")
     p.add_argument("--budget", type=int, default=2, help="response-model calls (default 2)")
     p.add_argument("--search", choices=["bon", "greedy", "beam", "sample"], default="bon")
     p.add_argument("--filter", choices=["heuristic", "random", "order"], default="heuristic")
-    p.add_argument("--reward", choices=["euclidean", "max_error", "goal_completion"], default="euclidean")
+    p.add_argument(
+        "--reward", choices=["euclidean", "max_error", "goal_completion"], default="euclidean"
+    )
     p.add_argument(
         "--heuristic",
         choices=["draft", "learned", "instruction"],
@@ -105,14 +109,18 @@ def _build_aligned(args: argparse.Namespace, goal: dict[str, float]) -> Any:
     else:
         from hia_chain.local import LocalChatModel
 
-        local = LocalChatModel(temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
+        local = LocalChatModel(
+            temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed
+        )
         response = local
     kind = args.heuristic or ("learned" if args.base_url else "draft")
     if kind == "draft":
         from hia_chain.local import LocalChatModel
         from hia_chain.scorers.draft import DraftHeuristic
 
-        drafter = local or LocalChatModel(temperature=args.temperature, max_tokens=64, seed=args.seed)
+        drafter = local or LocalChatModel(
+            temperature=args.temperature, max_tokens=64, seed=args.seed
+        )
         heuristic: Any = DraftHeuristic(drafter, scorers, max_tokens=64)
     elif kind == "learned":
         from hia_chain.scorers.learned import LearnedHeuristic
@@ -166,7 +174,18 @@ def _run_align(args: argparse.Namespace) -> int:
             "usage": trace["usage"],
             "seconds": round(seconds, 3),
             "candidates": [
-                {k: c[k] for k in ("prompt", "origin", "predicted", "measured", "reward", "sent", "rejected")}
+                {
+                    k: c[k]
+                    for k in (
+                        "prompt",
+                        "origin",
+                        "predicted",
+                        "measured",
+                        "reward",
+                        "sent",
+                        "rejected",
+                    )
+                }
                 for c in trace["candidates"]
             ],
         }

@@ -7,10 +7,9 @@ process beside the test process, so each torch process gets one thread.
 from __future__ import annotations
 
 import os
-
-import pytest
 from collections.abc import Iterator
 
+import pytest
 from pytest_socket import disable_socket, enable_socket, socket_allow_hosts
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -41,7 +41,9 @@ async def test_abatch_with_a_shared_budget_never_overspends(served: Any) -> None
     llm, counter = served.chat_openai(max_tokens=16, temperature=0.7)
     pool = Budget(calls=3)
     aligned = aligned_over(llm, budget=2, shared_budget=pool)
-    outs = await aligned.abatch(["Name a fruit.", "Name a colour.", "Name a city."], return_exceptions=True)
+    outs = await aligned.abatch(
+        ["Name a fruit.", "Name a colour.", "Name a city."], return_exceptions=True
+    )
     assert counter.count == pool.usage().calls <= 3
     spent = sum(o.response_metadata["hia"]["calls"] for o in outs if isinstance(o, AIMessage))
     assert spent == counter.count
@@ -51,9 +53,24 @@ async def test_abatch_with_a_shared_budget_never_overspends(served: Any) -> None
 def test_cli_align_with_base_url(served: Any) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENAI_API_KEY": "not-needed"}
     cmd = [
-        sys.executable, "-m", "hia_chain.cli", "align", "Why is the sky blue?",
-        "--goal", "verbosity=0", "--budget", "1", "--heuristic", "instruction",
-        "--base-url", served.base_url, "--model", served.model, "--max-tokens", "24", "--json",
+        sys.executable,
+        "-m",
+        "hia_chain.cli",
+        "align",
+        "Why is the sky blue?",
+        "--goal",
+        "verbosity=0",
+        "--budget",
+        "1",
+        "--heuristic",
+        "instruction",
+        "--base-url",
+        served.base_url,
+        "--model",
+        served.model,
+        "--max-tokens",
+        "24",
+        "--json",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr

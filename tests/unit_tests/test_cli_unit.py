@@ -25,7 +25,9 @@ def test_parse_goal() -> None:
         (["--base-url", "http://127.0.0.1:9/v1"], "--base-url needs --model"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_exits_2_with_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     base = ["align", "Hi", "--heuristic", "instruction"]
     if "--base-url" not in args:
         base += ["--base-url", "http://127.0.0.1:9/v1", "--model", "m"]

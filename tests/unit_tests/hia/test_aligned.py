@@ -26,7 +26,9 @@ async def test_ainvoke_answers_within_budget_with_trace_and_usage() -> None:
     assert isinstance(msg, AIMessage)
     trace = msg.response_metadata["hia"]
     assert model.calls == trace["calls"] == 3
-    assert msg.content == next(c["response"] for c in trace["candidates"] if c["id"] == trace["best"])
+    assert msg.content == next(
+        c["response"] for c in trace["candidates"] if c["id"] == trace["best"]
+    )
     sent = [c for c in trace["candidates"] if c["sent"]]
     assert len(sent) == 3 and all(c["measured"] is not None for c in sent)
     assert all(c["predicted"] is not None for c in sent)
@@ -56,10 +58,17 @@ async def test_astream_and_sync_call_inside_a_running_loop() -> None:
 async def test_per_call_overrides_and_history() -> None:
     model = CountingChatModel(answer=instruction_following(3))
     llm = aligned(model, budget=1)
-    msgs = [SystemMessage("be nice"), HumanMessage("Tell me about owls."), AIMessage("Owls!"), HumanMessage("And bats?")]
+    msgs = [
+        SystemMessage("be nice"),
+        HumanMessage("Tell me about owls."),
+        AIMessage("Owls!"),
+        HumanMessage("And bats?"),
+    ]
     msg = await llm.ainvoke(msgs, goal={"verbosity": 3}, budget=2, search="greedy")
     trace = msg.response_metadata["hia"]
-    assert trace["goal"] == {"verbosity": 3.0} and trace["calls"] == 2 and trace["search"] == "greedy"
+    assert (
+        trace["goal"] == {"verbosity": 3.0} and trace["calls"] == 2 and trace["search"] == "greedy"
+    )
     assert all(p.startswith("And bats?") for p in model.prompts)
 
 
@@ -80,8 +89,14 @@ async def test_progress_events_and_nested_runs() -> None:
     events = [e async for e in llm.astream_events("Tell me about owls.", version="v2")]
     names = [e["name"] for e in events if e["event"] == "on_custom_event"]
     assert {"hia_proposed", "hia_round", "hia_response", "hia_done"} <= set(names)
-    top = next(e for e in events if e["event"] == "on_chat_model_start" and e["name"] == "AlignedChatModel")
-    inner = [e for e in events if e["event"] == "on_chat_model_start" and e["name"] == "CountingChatModel"]
+    top = next(
+        e for e in events if e["event"] == "on_chat_model_start" and e["name"] == "AlignedChatModel"
+    )
+    inner = [
+        e
+        for e in events
+        if e["event"] == "on_chat_model_start" and e["name"] == "CountingChatModel"
+    ]
     assert len(inner) == 2
     assert all(top["run_id"] in e["parent_ids"] for e in inner)
     assert any(e["event"] == "on_chain_start" and e["name"] == "hia_search" for e in events)

@@ -40,7 +40,9 @@ def test_prompt_loading(tmp_path: Path) -> None:
 
 def test_harness_writes_resumes_and_records_failures(tmp_path: Path) -> None:
     objectives = list(BUILTIN_OBJECTIVES.values())
-    items = make_items([("1", "Explain how vaccines work."), ("2", "Why is the sky blue?")], objectives, seed=0)
+    items = make_items(
+        [("1", "Explain how vaccines work."), ("2", "Why is the sky blue?")], objectives, seed=0
+    )
     assert [len(i.goal) for i in items] == [1, 2]
     methods = tuple(m for m in METHODS if m.heuristic in (None, "instruction"))
     config = BenchConfig(budgets=(1, 2), methods=methods, candidates_per_round=4)
@@ -48,7 +50,16 @@ def test_harness_writes_resumes_and_records_failures(tmp_path: Path) -> None:
     scorers = builtin_scorers([o.name for o in objectives])
 
     def run() -> None:
-        anyio.run(run_experiment, items, objectives, scorers, model, lambda k: InstructionHeuristic(objectives), config, tmp_path)
+        anyio.run(
+            run_experiment,
+            items,
+            objectives,
+            scorers,
+            model,
+            lambda k: InstructionHeuristic(objectives),
+            config,
+            tmp_path,
+        )
 
     run()
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
@@ -66,6 +77,15 @@ def test_harness_writes_resumes_and_records_failures(tmp_path: Path) -> None:
 
     broken = CountingChatModel(fail_on={i: FatalError("boom") for i in range(1000)})
     out = tmp_path / "broken"
-    anyio.run(run_experiment, items[:1], objectives, scorers, broken, lambda k: InstructionHeuristic(objectives), config, out)
+    anyio.run(
+        run_experiment,
+        items[:1],
+        objectives,
+        scorers,
+        broken,
+        lambda k: InstructionHeuristic(objectives),
+        config,
+        out,
+    )
     errors = [r for r in csv.DictReader((out / "results.csv").open()) if r["error"]]
     assert errors and all(r["error"].startswith("FatalError") for r in errors)

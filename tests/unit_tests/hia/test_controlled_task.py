@@ -34,14 +34,18 @@ async def hit_rate(
     hits = total = 0
     for seed in SEEDS:
         for target in TARGETS:
-            model = CountingChatModel(answer=instruction_following(seed * 31 + int(target), stretch))
+            model = CountingChatModel(
+                answer=instruction_following(seed * 31 + int(target), stretch)
+            )
 
             async def respond(prompt: str, model: CountingChatModel = model) -> Response:
                 msg = await model.ainvoke(prompt)
                 return Response(msg.text)
 
             settings = SearchSettings(search=search, filter=filter_, budget=budget, seed=seed)
-            result = await engine.run("Explain how vaccines work.", {"verbosity": target}, respond, settings)
+            result = await engine.run(
+                "Explain how vaccines work.", {"verbosity": target}, respond, settings
+            )
             assert model.calls == budget
             hits += abs((result.best.measured or {})["verbosity"] - target) <= V.tau
             total += 1

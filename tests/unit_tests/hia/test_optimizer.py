@@ -20,7 +20,9 @@ from hia_chain.optimizer import (
 from hia_chain.optimizer._parse import parse_prompts
 from tests.unit_tests.fakes import CountingChatModel
 
-V = Objective("verbosity", "0 = one sentence, 4 = many paragraphs", low_label="terse", high_label="long")
+V = Objective(
+    "verbosity", "0 = one sentence, 4 = many paragraphs", low_label="terse", high_label="long"
+)
 C = Objective("complexity")
 T = Objective("formality", "0 = slang, 4 = legal prose", low=1, high=5)
 PROMPT = "Explain how vaccines work."
@@ -63,7 +65,10 @@ async def test_template_feedback_moves_against_the_measured_error() -> None:
     ],
 )
 def test_parser_tolerates_messy_output(text: str) -> None:
-    assert parse_prompts(text) == ["Explain how vaccines work. Be brief.", "Explain how vaccines work simply."]
+    assert parse_prompts(text) == [
+        "Explain how vaccines work. Be brief.",
+        "Explain how vaccines work simply.",
+    ]
 
 
 def test_keeps_request() -> None:
@@ -88,7 +93,13 @@ async def test_llm_optimizer_sends_reward_context_and_counts_calls() -> None:
 
 
 async def test_mixed_interleaves_and_dedups() -> None:
-    llm = CountingChatModel(answer=lambda p, i: '["Explain how vaccines work. Be brief.", "Explain how vaccines work. Be brief."]')
-    out = await MixedOptimizer([LLMPromptOptimizer(llm), TemplateOptimizer()]).apropose(request(n=4, verbosity=1))
+    llm = CountingChatModel(
+        answer=lambda p, i: (
+            '["Explain how vaccines work. Be brief.", "Explain how vaccines work. Be brief."]'
+        )
+    )
+    out = await MixedOptimizer([LLMPromptOptimizer(llm), TemplateOptimizer()]).apropose(
+        request(n=4, verbosity=1)
+    )
     assert len(out) == 4 and [p.origin for p in out[:2]] == ["llm", "template"]
     assert len({p.prompt for p in out}) == 4

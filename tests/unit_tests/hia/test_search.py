@@ -36,10 +36,16 @@ def responder(model: CountingChatModel):
 
 
 def make_search(heuristic: Heuristic | None = None) -> HIASearch:
-    return HIASearch([V], [WordCountScorer()], TemplateOptimizer(), heuristic or InstructionHeuristic([V]))
+    return HIASearch(
+        [V], [WordCountScorer()], TemplateOptimizer(), heuristic or InstructionHeuristic([V])
+    )
 
 
-COMBOS = list(itertools.product(["bon", "greedy", "beam", "sample"], ["heuristic", "random", "order"], [1, 2, 3, 5]))
+COMBOS = list(
+    itertools.product(
+        ["bon", "greedy", "beam", "sample"], ["heuristic", "random", "order"], [1, 2, 3, 5]
+    )
+)
 
 
 @pytest.mark.parametrize(("search", "filter_", "budget"), COMBOS)
@@ -62,7 +68,9 @@ async def test_two_hundred_requests_share_one_pool() -> None:
     async def one(i: int) -> None:
         settings = SearchSettings(search="beam", budget=2, seed=i)
         try:
-            r = await search.run(f"Question {i}: why is the sky blue?", GOAL, responder(model), settings, shared=pool)
+            r = await search.run(
+                f"Question {i}: why is the sky blue?", GOAL, responder(model), settings, shared=pool
+            )
             outcomes.append("exhausted" if r.budget_exhausted else "ok")
         except BudgetExceededError:
             outcomes.append("refused")
@@ -78,7 +86,9 @@ async def test_cancel_mid_round_releases_reservations() -> None:
     model = CountingChatModel(answer=instruction_following(2), latency=5)
     pool = Budget(calls=4)
     with anyio.move_on_after(0.2):
-        await make_search().run("Tell me about owls.", GOAL, responder(model), SearchSettings(budget=4), shared=pool)
+        await make_search().run(
+            "Tell me about owls.", GOAL, responder(model), SearchSettings(budget=4), shared=pool
+        )
     assert pool.remaining_calls() == 4 and pool.usage().calls == 0
 
 
@@ -103,14 +113,18 @@ async def test_retries_succeed_when_budget_allows() -> None:
 async def test_all_transient_failures_surface_the_error() -> None:
     model = CountingChatModel(fail_on={i: TransientError("down") for i in range(10)})
     with pytest.raises(TransientError):
-        await make_search().run("Hi there, tell me a fact.", GOAL, responder(model), SearchSettings(budget=2))
+        await make_search().run(
+            "Hi there, tell me a fact.", GOAL, responder(model), SearchSettings(budget=2)
+        )
     assert model.calls == 2
 
 
 async def test_fatal_errors_surface_unchanged_without_retry() -> None:
     model = CountingChatModel(fail_on={0: FatalError("bad key")})
     with pytest.raises(FatalError, match="bad key"):
-        await make_search().run("Tell me about owls.", GOAL, responder(model), SearchSettings(search="greedy", budget=3))
+        await make_search().run(
+            "Tell me about owls.", GOAL, responder(model), SearchSettings(search="greedy", budget=3)
+        )
     assert model.calls == 1
 
 
@@ -118,7 +132,9 @@ async def test_budget_too_small_raises_before_any_work() -> None:
     model = CountingChatModel()
     pool = Budget(calls=0)
     with pytest.raises(BudgetExceededError, match="single response call"):
-        await make_search().run("Tell me about owls.", GOAL, responder(model), SearchSettings(budget=2), shared=pool)
+        await make_search().run(
+            "Tell me about owls.", GOAL, responder(model), SearchSettings(budget=2), shared=pool
+        )
     assert model.calls == 0
 
 
@@ -145,7 +161,9 @@ class NaNHeuristic(Heuristic):
 
 async def test_heuristic_nan_is_an_error() -> None:
     with pytest.raises(RewardModelError, match="nan"):
-        await make_search(NaNHeuristic()).run("Tell me about owls.", GOAL, responder(CountingChatModel()), SearchSettings())
+        await make_search(NaNHeuristic()).run(
+            "Tell me about owls.", GOAL, responder(CountingChatModel()), SearchSettings()
+        )
 
 
 async def test_malformed_optimizer_output_still_yields_valid_candidates() -> None:
@@ -155,9 +173,16 @@ async def test_malformed_optimizer_output_still_yields_valid_candidates() -> Non
         "Let me know if you need more!"
     )
     optimizer_llm = CountingChatModel(answer=lambda p, i: messy)
-    search = HIASearch([V], [WordCountScorer()], LLMPromptOptimizer(optimizer_llm), InstructionHeuristic([V]))
+    search = HIASearch(
+        [V], [WordCountScorer()], LLMPromptOptimizer(optimizer_llm), InstructionHeuristic([V])
+    )
     model = CountingChatModel(answer=instruction_following(4))
-    result = await search.run("Tell me about owls.", GOAL, responder(model), SearchSettings(budget=2, candidates_per_round=5))
+    result = await search.run(
+        "Tell me about owls.",
+        GOAL,
+        responder(model),
+        SearchSettings(budget=2, candidates_per_round=5),
+    )
     prompts = {c.prompt: c for c in result.candidates}
     assert "Tell me about owls. Answer briefly." in prompts
     assert prompts["Write a poem about cats"].rejected == "drops the user's request"
@@ -167,7 +192,9 @@ async def test_malformed_optimizer_output_still_yields_valid_candidates() -> Non
 
 def test_plan_reports_upper_bounds() -> None:
     optimizer_llm = CountingChatModel()
-    search = HIASearch([V], [WordCountScorer()], LLMPromptOptimizer(optimizer_llm), InstructionHeuristic([V]))
+    search = HIASearch(
+        [V], [WordCountScorer()], LLMPromptOptimizer(optimizer_llm), InstructionHeuristic([V])
+    )
     plan = search.plan(SearchSettings(search="greedy", budget=3, max_tokens=50, max_retries=0))
     assert plan.response_calls == 3 and plan.response_tokens == 150
     assert plan.rounds == 3 and plan.optimizer_calls == 3 and plan.draft_calls == 0

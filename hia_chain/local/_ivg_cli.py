@@ -1,0 +1,138 @@
+"""The ``hia-chain ivg`` subcommand: value-guided decoding of the local model from the shell.
+
+::
+
+    hia-chain ivg "Continue this movie review: The plot" --goal sentiment=4 \\
+        --guidance both --beam-width 2 --successors 2 --chunk-length 8 --beta 2 --json
+
+Thin on purpose: it parses flags, builds an :class:`IVGChatModel`, invokes it and prints. The
+final text is scored by the built-in scorers of the goal's objectives (all three when no goal
+is given), so ``--json`` shows what the guidance achieved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from hia_chain.errors import ConfigError, HIAError
+
+__all__ = ["parse_goal", "register"]
+
+
+def parse_goal(items: list[str] | None) -> dict[str, float]:
+    """``["sentiment=4"]`` -> ``{"sentiment": 4.0}``, checked against the built-in objectives.
+
+    Raises:
+        ConfigError: an item is not NAME=NUMBER, names an unknown objective or is off-scale.
+    """
+    from hia_chain.goals import validate_goal
+    from hia_chain.scorers.text import BUILTIN_OBJECTIVES
+
+    goal: dict[str, float] = {}
+    for item in items or []:
+        name, sep, raw = item.partition("=")
+        try:
+            value = float(raw)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            msg = f"--goal {item!r}: expected NAME=NUMBER, e.g. --goal sentiment=4."
+            raise ConfigError(msg)
+        goal[name.strip()] = value
+    return validate_goal(list(BUILTIN_OBJECTIVES.values()), goal) if goal else {}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``ivg`` subcommand to a ``hia-chain`` style argparse parser."""
+    p = subparsers.add_parser(
+        "ivg", help="Decode the local model with token- and/or chunk-level value guidance (IVG)."
+    )
+    p.add_argument("prompt")
+    p.add_argument("--goal", action="append", metavar="NAME=VALUE", help="repeatable; 0–4 scale")
+    p.add_argument("--guidance", choices=["none", "token", "chunk", "both"], default="both")
+    p.add_argument("--beam-width", type=int, default=2, metavar="W", help="beams kept (default 2)")
+    p.add_argument("--successors", type=int, default=2, metavar="K", help="per beam (default 2)")
+    p.add_argument(
+        "--chunk-length", type=int, default=30, metavar="L", help="tokens per chunk; 0 = one chunk"
+    )
+    p.add_argument("--beta", type=float, default=2.0, help="token guidance strength (default 2)")
+    p.add_argument("--max-new-tokens", type=int, default=128, metavar="T")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--model-path", default=None, help="a transformers folder (default: embedded)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def _score(text: str, goal: dict[str, float]) -> tuple[dict[str, float], float | None]:
+    """Built-in scores of ``text`` (goal objectives, or all) and the euclidean reward."""
+    from hia_chain.goals import get_reward_function
+    from hia_chain.local.values import run_coroutine
+    from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
+
+    names = list(goal) or list(BUILTIN_OBJECTIVES)
+    scores: dict[str, float] = {}
+    for scorer in builtin_scorers(names):
+        scores.update(run_coroutine(lambda s=scorer: s.ascore("", [text]))[0])
+    reward = get_reward_function("euclidean", list(BUILTIN_OBJECTIVES.values()))
+    return scores, (reward(goal, scores) if goal else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``hia-chain ivg``; errors print one line to stderr and return 2."""
+    try:
+        return _run(args)
+    except HIAError as exc:
+        print(f"hia-chain ivg: error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    goal = parse_goal(args.goal)
+    if args.chunk_length < 0:
+        msg = f"--chunk-length must be >= 0 (0 = one chunk to the end), got {args.chunk_length}."
+        raise ConfigError(msg)
+    from hia_chain.local.ivg_chat_model import IVGChatModel
+
+    llm = IVGChatModel(
+        model_path=args.model_path,
+        guidance=args.guidance,
+        goal=goal or None,
+        beta=args.beta,
+        beam_width=args.beam_width,
+        successors_per_beam=args.successors,
+        chunk_tokens=args.chunk_length or None,
+        max_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        seed=args.seed,
+    )
+    started = time.perf_counter()
+    message = llm.invoke(args.prompt)
+    seconds = time.perf_counter() - started
+    trace: dict[str, Any] = message.response_metadata["ivg"]
+    scores, reward = _score(message.text, goal)
+    if args.json:
+        out = {
+            "text": message.text,
+            "scores": scores,
+            "reward": reward,
+            "goal": goal,
+            "guidance": trace["guidance"],
+            "new_tokens": trace["new_tokens"],
+            "tokens_generated": trace["tokens_generated"],
+            "seconds": round(seconds, 3),
+            "tokens_per_second": round(trace["new_tokens"] / seconds, 2) if seconds else None,
+            "seed": trace["seed"],
+            "beams": trace["beams"],
+        }
+        print(json.dumps(out, ensure_ascii=False))  # noqa: T201
+        return 0
+    print(message.text)  # noqa: T201
+    shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
+    line = f"[{trace['guidance']}] {trace['new_tokens']} tokens in {seconds:.1f}s; {shown}"
+    print(line + (f"; reward {reward:.3f}" if reward is not None else ""), file=sys.stderr)  # noqa: T201
+    return 0

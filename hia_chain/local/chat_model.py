@@ -1,0 +1,353 @@
+"""LocalChatModel: a LangChain chat model over a local transformers causal LM.
+
+Why not ``langchain-huggingface``'s ``ChatHuggingFace``: it wraps a text-generation pipeline
+one prompt at a time, reports no ``usage_metadata``, and knows nothing of the embedded GGUF
+model. HIA needs the opposite: many short generations (drafts, candidates) batched into one
+forward pass, real token counts for budgets, and zero-setup loading of the embedded model.
+
+Concurrent calls are batched automatically: requests that arrive within a few milliseconds
+of each other (``abatch``, a round of HIA calls, a draft batch) are padded on the left and
+run as one ``generate`` call, with each request's callbacks still firing on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from hia_chain.errors import ConfigError
+
+__all__ = ["Generated", "LocalChatModel"]
+
+logger = logging.getLogger(__name__)
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One generation with its real token counts."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    finish_reason: str
+
+
+@dataclass(frozen=True)
+class _Params:
+    temperature: float
+    top_p: float
+    max_tokens: int
+    stop: tuple[str, ...]
+    seed: int | None
+
+
+class LocalChatModel(BaseChatModel):
+    """A chat model over local weights: the embedded SmolLM2 by default, or any folder.
+
+    Example:
+        .. code-block:: python
+
+            from hia_chain.local import LocalChatModel
+
+            llm = LocalChatModel(max_tokens=64)            # embedded SmolLM2-135M-Instruct
+            llm.invoke("Name three fruits.").content
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
+
+    model_path: str | None = None
+    """A transformers model folder; default: the embedded model (converted on first use)."""
+    model_name: str = "SmolLM2-135M-Instruct"
+    temperature: float = 0.7
+    """0 decodes greedily."""
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: list[str] | None = None
+    seed: int | None = None
+    batch_window: float = 0.01
+    """Seconds the first of several concurrent calls waits for others to batch with."""
+    hf_model: Any = Field(default=None, exclude=True)
+    """An already-loaded model (tests inject tiny ones); loaded lazily otherwise."""
+    tokenizer: Any = Field(default=None, exclude=True)
+
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _pending: list[tuple[list[BaseMessage], _Params, concurrent.futures.Future[Generated]]] = (
+        PrivateAttr(default_factory=list)
+    )
+    _pending_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _leader: bool = PrivateAttr(default=False)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        if self.temperature < 0:
+            raise ConfigError(f"`temperature` must be >= 0, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"`top_p` must be in (0, 1], got {self.top_p}.")
+        if self.max_tokens < 1:
+            raise ConfigError(f"`max_tokens` must be >= 1, got {self.max_tokens}.")
+
+    @property
+    def _llm_type(self) -> str:
+        return "hia-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "model_path": self.model_path,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_tokens": self.max_tokens,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        return LangSmithParams(
+            ls_provider="hia_local",
+            ls_model_name=self.model_name,
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+            ls_stop=stop or self.stop,
+        )
+
+    # -- model --------------------------------------------------------------------------
+
+    def _resolve(self) -> tuple[Any, Any]:
+        if self.hf_model is None or self.tokenizer is None:
+            from hia_chain.local.embedded import load_embedded
+
+            model, tok = load_embedded(Path(self.model_path) if self.model_path else None)
+            self.hf_model = self.hf_model or model
+            self.tokenizer = self.tokenizer or tok
+        return self.hf_model, self.tokenizer
+
+    def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> _Params:
+        return _Params(
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            top_p=float(kwargs.get("top_p", self.top_p)),
+            max_tokens=int(kwargs.get("max_tokens", self.max_tokens)),
+            stop=tuple(stop or self.stop or ()),
+            seed=kwargs.get("seed", self.seed),
+        )
+
+    def _encode(self, conversations: Sequence[Sequence[BaseMessage]]) -> Any:
+        _, tok = self._resolve()
+        texts = [
+            tok.apply_chat_template(
+                [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in msgs],
+                tokenize=False,
+                add_generation_prompt=True,
+            )
+            for msgs in conversations
+        ]
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        tok.padding_side = "left"
+        return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+    def generate_texts(
+        self,
+        conversations: Sequence[Sequence[BaseMessage]],
+        stop: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> list[Generated]:
+        """Generate for many conversations in one padded forward pass (blocking)."""
+        params = self._params(list(stop) if stop else None, kwargs)
+        return self._run_batch(list(conversations), params)
+
+    def _run_batch(self, conversations: list[Sequence[BaseMessage]], p: _Params) -> list[Generated]:
+        import torch
+
+        model, tok = self._resolve()
+        with self._lock:
+            enc = self._encode(conversations)
+            if p.seed is not None:
+                torch.manual_seed(p.seed)
+            sample = p.temperature > 0
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=p.max_tokens,
+                    do_sample=sample,
+                    temperature=p.temperature if sample else None,
+                    top_p=p.top_p if sample else None,
+                    top_k=None,
+                    pad_token_id=tok.pad_token_id,
+                    stop_strings=list(p.stop) or None,
+                    tokenizer=tok if p.stop else None,
+                )
+        results = []
+        width = enc["input_ids"].shape[1]
+        eos = {tok.eos_token_id, tok.pad_token_id}
+        for row in range(len(conversations)):
+            new = out[row, width:].tolist()
+            n = next((i for i, t in enumerate(new) if t in eos), None)
+            ids = new if n is None else new[:n]
+            text = tok.decode(ids, skip_special_tokens=True)
+            reason = "stop" if n is not None else "length"
+            for s in p.stop:
+                if s in text:
+                    text, reason = text[: text.index(s)], "stop"
+            results.append(
+                Generated(
+                    text, int(enc["attention_mask"][row].sum()), len(ids) + (n is not None), reason
+                )
+            )
+        return results
+
+    # -- LangChain paths ----------------------------------------------------------------
+
+    def _result(self, g: Generated) -> ChatResult:
+        message = AIMessage(
+            content=g.text,
+            usage_metadata=UsageMetadata(
+                input_tokens=g.input_tokens,
+                output_tokens=g.output_tokens,
+                total_tokens=g.input_tokens + g.output_tokens,
+            ),
+            response_metadata={
+                "model_name": self.model_name,
+                "finish_reason": g.finish_reason,
+                "model_provider": "hia_local",
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._result(self._run_batch([messages], self._params(stop, kwargs))[0])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        future: concurrent.futures.Future[Generated] = concurrent.futures.Future()
+        with self._pending_lock:
+            self._pending.append((messages, self._params(stop, kwargs), future))
+            lead = not self._leader
+            self._leader = True
+        if lead:
+            # The first caller waits a moment for others, then runs everyone's batch; shielded
+            # so a cancelled leader cannot strand the requests it collected.
+            with anyio.CancelScope(shield=True):
+                await anyio.sleep(self.batch_window)
+                with self._pending_lock:
+                    batch, self._pending, self._leader = self._pending, [], False
+                await anyio.to_thread.run_sync(self._execute, batch)
+        return self._result(await asyncio.wrap_future(future))
+
+    def _execute(
+        self, batch: list[tuple[list[BaseMessage], _Params, concurrent.futures.Future[Generated]]]
+    ) -> None:
+        groups: dict[
+            _Params, list[tuple[list[BaseMessage], concurrent.futures.Future[Generated]]]
+        ] = {}
+        for messages, params, fut in batch:
+            groups.setdefault(params, []).append((messages, fut))
+        for params, items in groups.items():
+            try:
+                outs = self._run_batch([m for m, _ in items], params)
+            except Exception as exc:
+                for _, fut in items:
+                    fut.set_exception(exc)
+            else:
+                for (_, fut), g in zip(items, outs, strict=True):
+                    fut.set_result(g)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        """Token-by-token text as it is generated; usage and finish reason in the last chunk."""
+        from transformers import TextIteratorStreamer
+
+        model, tok = self._resolve()
+        p = self._params(stop, kwargs)
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        result: list[Generated] = []
+
+        def work() -> None:
+            import torch
+
+            with self._lock:
+                enc = self._encode([messages])
+                if p.seed is not None:
+                    torch.manual_seed(p.seed)
+                sample = p.temperature > 0
+                with torch.no_grad():
+                    out = model.generate(
+                        **enc,
+                        max_new_tokens=p.max_tokens,
+                        do_sample=sample,
+                        streamer=streamer,
+                        temperature=p.temperature if sample else None,
+                        top_p=p.top_p if sample else None,
+                        top_k=None,
+                        pad_token_id=tok.pad_token_id,
+                    )
+            new = out[0, enc["input_ids"].shape[1] :].tolist()
+            ended = tok.eos_token_id in new
+            n = new.index(tok.eos_token_id) + 1 if ended else len(new)
+            result.append(
+                Generated("", int(enc["input_ids"].shape[1]), n, "stop" if ended else "length")
+            )
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        text = ""
+        for piece in streamer:
+            if p.stop and any(s in text + piece for s in p.stop):
+                cut = min((text + piece).index(s) for s in p.stop if s in text + piece)
+                piece = (text + piece)[len(text) : cut]
+                if piece:
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                break
+            text += piece
+            if piece:
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        for _ in streamer:  # drain so the worker thread can finish
+            pass
+        thread.join()
+        g = result[0]
+        yield ChatGenerationChunk(
+            message=AIMessageChunk(
+                content="",
+                chunk_position="last",
+                usage_metadata=UsageMetadata(
+                    input_tokens=g.input_tokens,
+                    output_tokens=g.output_tokens,
+                    total_tokens=g.input_tokens + g.output_tokens,
+                ),
+                response_metadata={"model_name": self.model_name, "finish_reason": g.finish_reason},
+            )
+        )

@@ -1,0 +1,271 @@
+"""Token-level value guidance: logits processors and the guidance combiner (DESIGN §3).
+
+Every processor is a small class called as ``processor(input_ids, scores) -> new_scores``:
+
+* ``input_ids``: ``(batch, sequence)`` token ids so far (unused by the processors here, kept so
+  they compose with ``transformers`` processors, which share the signature);
+* ``scores``: ``(batch, vocab)`` last-position logits.
+
+They validate their arguments in ``__init__`` (the error shows the bad value), never modify
+``scores`` in place (they return a new tensor built with ``masked_fill``/division) and compose
+through :class:`ProcessorList`. They are written here rather than imported from
+``transformers.generation`` so this module needs torch alone; the unit tests check that they
+give exactly what ``TemperatureLogitsWarper``, ``TopKLogitsWarper`` and ``TopPLogitsWarper``
+give.
+
+Token guidance (the IVG/EFT rule, on raw last-position logits over the full vocabulary)::
+
+    logits = z_base + beta * sum_j (z_tuned_j - z_ref)
+
+then temperature -> top-k -> top-p -> sample. A guidance pair is either two models (tuned,
+reference) that share the base model's tokenizer, or the tuning-free pair: one small model
+with and without a goal-describing system prompt. When the reference side is the base model
+itself (the embedded model guiding itself), the rule is ``(1 - beta) z_base + beta z_tuned``:
+``beta = 1`` is plain prompting with the goal and only ``beta > 1`` extrapolates beyond it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from hia_chain.errors import ConfigError, LocalExtraMissingError
+from hia_chain.goals import Objective
+
+try:
+    import torch
+except ImportError as exc:  # the [local] extra is not installed
+    msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
+    raise LocalExtraMissingError(msg) from exc
+
+__all__ = [
+    "LogitsProcessor",
+    "ProcessorList",
+    "TemperatureProcessor",
+    "TopKProcessor",
+    "TopPProcessor",
+    "check_shared_vocabulary",
+    "goal_system_prompt",
+    "guided_logits",
+    "sampling_processors",
+    "with_system_prompt",
+]
+
+_CROSS_TOKENIZER_HINT = (
+    "Token-level guidance adds logits token by token, so it needs one shared vocabulary; "
+    "chunk-level guidance (guidance='chunk') still works across tokenizers because it scores "
+    "decoded text."
+)
+
+
+class LogitsProcessor(Protocol):
+    """Anything called as ``(input_ids, scores) -> new scores`` without mutating ``scores``."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
+
+
+class ProcessorList(list[LogitsProcessor]):
+    """Processors applied in order; an empty list returns ``scores`` unchanged."""
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for processor in self:
+            scores = processor(input_ids, scores)
+        return scores
+
+
+class TemperatureProcessor:
+    """Divide logits by ``temperature`` (> 0): below 1 sharpens, above 1 flattens.
+
+    Greedy decoding is not a temperature: callers that want it skip sampling (``argmax``).
+
+    Raises:
+        ConfigError: ``temperature`` is not a finite number > 0.
+    """
+
+    def __init__(self, temperature: float) -> None:
+        if (
+            not (isinstance(temperature, int | float) and math.isfinite(temperature))
+            or temperature <= 0
+        ):
+            msg = f"`temperature` must be a finite number > 0, got {temperature!r}."
+            raise ConfigError(msg)
+        self.temperature = float(temperature)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return scores / self.temperature
+
+
+class TopKProcessor:
+    """Keep the ``top_k`` highest logits per row; the rest become ``filter_value``.
+
+    Ties at the k-th value are all kept (the same rule as ``transformers``).
+
+    Raises:
+        ConfigError: ``top_k`` is not an integer >= 1.
+    """
+
+    def __init__(self, top_k: int, filter_value: float = -math.inf) -> None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            msg = f"`top_k` must be an integer >= 1, got {top_k!r}."
+            raise ConfigError(msg)
+        self.top_k = top_k
+        self.filter_value = filter_value
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        k = min(self.top_k, scores.size(-1))
+        kth = torch.topk(scores, k, dim=-1).values[..., -1:]
+        return scores.masked_fill(scores < kth, self.filter_value)
+
+
+class TopPProcessor:
+    """Nucleus filtering: keep the smallest set of tokens whose probability reaches ``top_p``.
+
+    The most likely token is always kept, so a row never becomes all ``-inf``.
+
+    Raises:
+        ConfigError: ``top_p`` is not in (0, 1].
+    """
+
+    def __init__(self, top_p: float, filter_value: float = -math.inf) -> None:
+        if not isinstance(top_p, int | float) or not 0 < top_p <= 1:
+            msg = f"`top_p` must be a number in (0, 1], got {top_p!r}."
+            raise ConfigError(msg)
+        self.top_p = float(top_p)
+        self.filter_value = filter_value
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        ascending, order = torch.sort(scores, dim=-1, descending=False)
+        tail_mass = ascending.softmax(dim=-1).cumsum(dim=-1)
+        drop_sorted = tail_mass <= (1 - self.top_p)
+        drop_sorted[..., -1:] = False  # the most likely token always stays
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        return scores.masked_fill(drop, self.filter_value)
+
+
+def sampling_processors(
+    temperature: float, top_k: int | None = None, top_p: float | None = None
+) -> ProcessorList:
+    """temperature → top-k → top-p, skipping the no-op ones (``top_k=None``, ``top_p=1``).
+
+    ``temperature == 0`` means greedy: no temperature processor is added and the caller takes
+    the argmax instead of sampling.
+
+    Raises:
+        ConfigError: a value is out of range.
+    """
+    if not (isinstance(temperature, int | float) and math.isfinite(temperature)) or temperature < 0:
+        msg = f"`temperature` must be a finite number >= 0 (0 = greedy), got {temperature!r}."
+        raise ConfigError(msg)
+    processors = ProcessorList()
+    if temperature > 0 and temperature != 1:
+        processors.append(TemperatureProcessor(temperature))
+    if top_k is not None:
+        processors.append(TopKProcessor(top_k))
+    if top_p is not None and top_p != 1:
+        processors.append(TopPProcessor(top_p))
+    return processors
+
+
+def guided_logits(
+    base: torch.Tensor,
+    tuned: Sequence[torch.Tensor],
+    reference: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """``base + beta * sum_j (tuned_j - reference)`` on raw logits, as a new tensor.
+
+    Args:
+        base: ``(batch, vocab)`` raw last-position logits of the model being steered.
+        tuned: one ``(batch, vocab)`` tensor per tuned (goal-aware) guide.
+        reference: ``(batch, vocab)`` logits of the untuned reference (the base logits
+            themselves when the base model is its own reference).
+        beta: guidance strength; 0 returns ``base`` unchanged.
+
+    Raises:
+        ConfigError: ``beta`` is not finite, or the shapes differ.
+    """
+    if not math.isfinite(beta):
+        msg = f"`beta` must be a finite number, got {beta!r}."
+        raise ConfigError(msg)
+    shapes = {tuple(t.shape) for t in (base, reference, *tuned)}
+    if len(shapes) != 1:
+        msg = f"guided_logits needs equal (batch, vocab) shapes, got {sorted(shapes)}."
+        raise ConfigError(msg)
+    if beta == 0 or not tuned:
+        return base.clone()
+    delta = torch.stack([t - reference for t in tuned]).sum(dim=0)
+    return base + beta * delta
+
+
+def _vocab_of(tokenizer: Any) -> dict[str, int]:
+    return dict(tokenizer.get_vocab())
+
+
+def check_shared_vocabulary(
+    base_tokenizer: Any,
+    guide_tokenizer: Any,
+    *,
+    base_logits_width: int | None = None,
+    guide_logits_width: int | None = None,
+) -> int:
+    """The number of real tokens two models share, or a ConfigError if they differ.
+
+    Models often pad their output layer beyond the tokenizer (e.g. to a multiple of 64), so the
+    logits widths may differ while the real token set is the same: compare the tokenizers'
+    vocabularies (token → id) and check that both output layers cover them. Guidance then runs
+    on ``logits[..., :n]``.
+
+    Returns:
+        ``n``: the size of the shared real vocabulary.
+
+    Raises:
+        ConfigError: the vocabularies differ, or an output layer is narrower than them.
+    """
+    base_vocab, guide_vocab = _vocab_of(base_tokenizer), _vocab_of(guide_tokenizer)
+    if base_vocab != guide_vocab:
+        differing = sorted(set(base_vocab.items()) ^ set(guide_vocab.items()))[:3]
+        msg = (
+            f"The guide model's tokenizer differs from the base model's ({len(guide_vocab)} vs "
+            f"{len(base_vocab)} tokens; e.g. {differing}). {_CROSS_TOKENIZER_HINT}"
+        )
+        raise ConfigError(msg)
+    n = max(base_vocab.values(), default=-1) + 1
+    for who, width in (("base", base_logits_width), ("guide", guide_logits_width)):
+        if width is not None and width < n:
+            msg = (
+                f"The {who} model outputs {width} logits but its tokenizer has {n} tokens, so "
+                f"token-level guidance cannot line them up. {_CROSS_TOKENIZER_HINT}"
+            )
+            raise ConfigError(msg)
+    return n
+
+
+def goal_system_prompt(goal: Mapping[str, float], objectives: Sequence[Objective]) -> str:
+    """A system prompt describing the goal in the objectives' own words (for the guide side).
+
+    A target in the top quarter of the scale asks for the objective's ``high_label``, one in
+    the bottom quarter for its ``low_label``, anything else for a middle ground.
+    """
+    by_name = {o.name: o for o in objectives}
+    parts = []
+    for name, target in goal.items():
+        obj = by_name[name]
+        frac = (target - obj.low) / obj.span
+        if frac >= 0.75:
+            parts.append(obj.high_label)
+        elif frac <= 0.25:
+            parts.append(obj.low_label)
+        else:
+            parts.append(f"moderate {name}, neither {obj.low_label} nor {obj.high_label}")
+    return f"You are a helpful assistant. Write your answer in this style: {'; '.join(parts)}."
+
+
+def with_system_prompt(conv: Sequence[Mapping[str, str]], system: str) -> list[dict[str, str]]:
+    """The conversation with ``system`` appended to its system message (or as a new one)."""
+    if conv and conv[0]["role"] == "system":
+        return [
+            {"role": "system", "content": f"{conv[0]['content']}\n\n{system}"},
+            *map(dict, conv[1:]),
+        ]
+    return [{"role": "system", "content": system}, *map(dict, conv)]

@@ -1,0 +1,222 @@
+"""The draft heuristic: a cheap local model answers each candidate prompt, and the reference
+scorers grade those drafts.
+
+This is the most direct r̂(c) there is: it runs the candidate the way the expensive model
+would, only smaller and shorter. Its costs are real, so they are budgeted under the
+``"draft"`` role, and its known bias is stated rather than hidden: drafts are cut at
+``max_tokens``, so a truncated draft *under*-estimates length-driven objectives such as
+verbosity. Truncated drafts are flagged and get a high uncertainty instead of a made-up
+correction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+
+from hia_chain.budget import Reservation
+from hia_chain.context import RunContext, estimate_tokens
+from hia_chain.errors import ConfigError, RewardModelError
+from hia_chain.goals import Objective
+from hia_chain.scorers.base import Heuristic, Prediction, ReferenceScorer, check_batch
+from hia_chain.scorers.text import BUILTIN_OBJECTIVES
+
+__all__ = ["DraftHeuristic"]
+
+_LENGTH_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "MAX_TOKENS"})
+
+
+def is_truncated(message: AIMessage, max_tokens: int | None) -> bool:
+    """Whether a reply stopped at its token cap (OpenAI, Anthropic, Ollama, Gemini spellings)."""
+    meta = message.response_metadata or {}
+    for key in ("finish_reason", "stop_reason", "done_reason"):
+        if meta.get(key) in _LENGTH_REASONS:
+            return True
+    usage = message.usage_metadata
+    return bool(usage and max_tokens is not None and usage["output_tokens"] >= max_tokens)
+
+
+class DraftHeuristic(Heuristic):
+    """Predicts a candidate's scores by drafting a short answer to it with a small model.
+
+    Each distinct candidate is drafted once, in one ``drafter.abatch`` call, and each draft is
+    scored by ``scorers`` against the ORIGINAL prompt (what the user asked, as stage 2 does).
+    The draft follows the candidate prompt as the real model would: nothing asks it to be
+    short; only ``max_tokens`` limits it.
+
+    Budget: with a ``context``, every draft reserves one ``"draft"`` call before the batch is
+    sent and is settled with its reply's ``usage_metadata``. When the draft budget cannot pay
+    for every candidate, the first ones (the optimizer's order; the original comes first) are
+    drafted and the rest get the mean of the drafted predictions with an uncertainty of half
+    the scale, so the search can still rank them but knows it is guessing. With no draft
+    affordable at all, every candidate gets the scale midpoint with that uncertainty.
+
+    Uncertainty (std-dev, as a share of each objective's span): ``draft_std`` for a complete
+    draft; ``2 * draft_std`` for a draft cut at ``max_tokens`` (``finish_reason`` "length" or
+    ``output_tokens >= max_tokens``), whose verbosity is a lower bound; 0.5 for undrafted ones.
+
+    Args:
+        drafter: A small chat model (the embedded one by default). It is called with
+            ``max_tokens`` bound as a call argument, so it must accept one (ChatOpenAI,
+            ChatAnthropic and hia_chain's local chat model do).
+        scorers: Reference scorers that together cover every objective to be predicted.
+        max_tokens: Output cap per draft; ``None`` binds nothing and leaves drafts unbounded
+            (then no token/cost cap can apply to the draft role).
+        objectives: Scales of the objectives (default: the built-in ones, else 0–4).
+        draft_std: Uncertainty of a complete draft's prediction, as a share of the span.
+        max_concurrency: Passed to ``abatch`` as the most drafts in flight.
+
+    Raises:
+        ConfigError: no scorers, or bad ``max_tokens``/``draft_std``/``max_concurrency``.
+    """
+
+    name = "draft"
+    model_calls_per_item = 1
+
+    def __init__(
+        self,
+        drafter: BaseChatModel,
+        scorers: Sequence[ReferenceScorer],
+        max_tokens: int | None = 64,
+        *,
+        objectives: Sequence[Objective] = (),
+        draft_std: float = 0.125,
+        max_concurrency: int | None = None,
+    ) -> None:
+        if not scorers:
+            raise ConfigError(
+                "`scorers` is empty: give DraftHeuristic reference scorers to grade drafts."
+            )
+        if max_tokens is not None and max_tokens < 1:
+            msg = f"`max_tokens` must be >= 1 or None, got {max_tokens}."
+            raise ConfigError(msg)
+        if not (0 < draft_std <= 0.5 and math.isfinite(draft_std)):
+            msg = f"`draft_std` is a share of the scale span in (0, 0.5], got {draft_std}."
+            raise ConfigError(msg)
+        if max_concurrency is not None and max_concurrency < 1:
+            msg = f"`max_concurrency` must be >= 1 or None, got {max_concurrency}."
+            raise ConfigError(msg)
+        self.drafter = drafter
+        self.scorers = tuple(scorers)
+        self.max_tokens = max_tokens
+        self.objectives = {o.name: o for o in objectives}
+        self.draft_std = draft_std
+        self.max_concurrency = max_concurrency
+
+    def _scale(self, name: str) -> tuple[float, float]:
+        obj = self.objectives.get(name) or BUILTIN_OBJECTIVES.get(name)
+        if obj is not None:
+            return obj.low, obj.high
+        for scorer in self.scorers:
+            low, high = getattr(scorer, "low", None), getattr(scorer, "high", None)
+            if name in scorer.objectives and isinstance(low, float) and isinstance(high, float):
+                return low, high
+        return 0.0, 4.0
+
+    def _reserve(self, prompts: Sequence[str], context: RunContext | None) -> list[Reservation]:
+        """Reserve one draft call per prompt, in order, until the budget says no."""
+        if context is None:
+            return []
+        held: list[Reservation] = []
+        for prompt in prompts:
+            r = context.budget.try_reserve("draft", tokens=estimate_tokens(prompt, self.max_tokens))
+            if r is None:
+                break
+            held.append(r)
+        return held
+
+    async def _draft(self, prompts: Sequence[str], context: RunContext | None) -> list[AIMessage]:
+        """Draft ``prompts`` in one batch; every reservation is settled or released."""
+        reservations = self._reserve(prompts, context)
+        if context is not None:
+            prompts = prompts[: len(reservations)]
+        if not prompts:
+            return []
+        model: Any = self.drafter
+        if self.max_tokens is not None:
+            model = model.bind(max_tokens=self.max_tokens)
+        config: dict[str, Any] = dict(context.child_config("draft")) if context else {}
+        if self.max_concurrency is not None:
+            config["max_concurrency"] = self.max_concurrency
+        budget = context.budget if context is not None else None
+        try:
+            replies = await model.abatch(
+                list(prompts), config=config or None, return_exceptions=True
+            )
+        except anyio.get_cancelled_exc_class():
+            for r in reservations:
+                budget.release(r)  # type: ignore[union-attr]
+            raise
+        except BaseException:
+            for r in reservations:
+                budget.settle(r)  # type: ignore[union-attr]
+            raise
+        if budget is not None:
+            for r, reply in zip(reservations, replies, strict=True):
+                if isinstance(reply, BaseException):
+                    budget.settle(r)  # the call may have reached the model: count it
+                else:
+                    budget.settle_message(r, reply)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+            if not isinstance(reply, AIMessage):
+                msg = f"DraftHeuristic: the drafter returned {type(reply).__name__}, not an AIMessage."
+                raise RewardModelError(msg)
+        return list(replies)
+
+    async def apredict(
+        self,
+        original: str,
+        candidates: Sequence[str],
+        objectives: Sequence[str],
+        context: RunContext | None = None,
+    ) -> list[Prediction]:
+        """Draft each distinct candidate (as far as the draft budget allows) and score the drafts.
+
+        Raises:
+            ConfigError: an objective no scorer produces, or a token cap with ``max_tokens=None``.
+            RewardModelError: a scorer's output is invalid.
+            Exception: the drafter's own error, after its reservations are settled.
+        """
+        names = list(objectives)
+        covered = {n for s in self.scorers for n in s.objectives}
+        missing = [n for n in names if n not in covered]
+        if missing:
+            have = sorted(covered)
+            msg = f"DraftHeuristic has no scorer for objective(s) {missing}; its scorers produce {have}. Add a scorer for them."
+            raise ConfigError(msg)
+        unique = list(dict.fromkeys(candidates))
+        replies = await self._draft(unique, context)
+        drafts = [reply.text for reply in replies]
+        merged: list[dict[str, float]] = [{} for _ in drafts]
+        if drafts:
+            for scorer in self.scorers:
+                wanted = [n for n in scorer.objectives if n in names and n not in merged[0]]
+                if not wanted:
+                    continue
+                results = await scorer.ascore(original, drafts, context)
+                source = f"DraftHeuristic scorer {type(scorer).__name__}"
+                for row, scores in zip(
+                    merged, check_batch(results, len(drafts), wanted, source=source), strict=True
+                ):
+                    row.update(scores)
+        spans = {n: self._scale(n) for n in names}
+        by_prompt: dict[str, Prediction] = {}
+        for prompt, reply, scores in zip(unique, replies, merged, strict=False):
+            factor = 2.0 if is_truncated(reply, self.max_tokens) else 1.0
+            unc = {n: factor * self.draft_std * (spans[n][1] - spans[n][0]) for n in names}
+            by_prompt[prompt] = Prediction(scores=scores, uncertainty=unc)
+        if merged:
+            fill = {n: sum(row[n] for row in merged) / len(merged) for n in names}
+        else:
+            fill = {n: (lo + hi) / 2 for n, (lo, hi) in spans.items()}
+        guess = Prediction(
+            scores=fill, uncertainty={n: 0.5 * (hi - lo) for n, (lo, hi) in spans.items()}
+        )
+        return [by_prompt.get(c, guess) for c in candidates]
