@@ -7,8 +7,11 @@ show up nested under the aligned call in tracing and ``astream_events``, with pr
 custom events (``hia_proposed``, ``hia_round``, ``hia_response``, ``hia_done``).
 
 Streaming: the answer is known only once the search has chosen it, so ``stream``/``astream``
-yield it as one chunk (LangChain's fallback to ``invoke``); progress streams as the custom
-events above.
+yield it as one last chunk (with the trace and usage); progress streams as the custom events
+above.
+
+Sync entry points (``invoke``, ``batch``, ``stream``) call every model with its sync API (see
+:attr:`RunContext.sync`), so a provider client cached across calls keeps working.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import concurrent.futures
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 import anyio
@@ -27,10 +30,11 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field
 
@@ -155,8 +159,12 @@ class AlignedChatModel(BaseChatModel):
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         inner = _unbound(self.model)
+        own = {"goal", *_SETTING_KEYS}
+        passthrough = {k: v for k, v in kwargs.items() if k not in own}
         params: LangSmithParams = (
-            inner._get_ls_params(stop=stop) if isinstance(inner, BaseChatModel) else {}
+            inner._get_ls_params(stop=stop, **passthrough)
+            if isinstance(inner, BaseChatModel)
+            else {}
         )
         params["ls_provider"] = f"hia/{params.get('ls_provider', 'unknown')}"
         params.setdefault("ls_model_type", "chat")
@@ -172,14 +180,15 @@ class AlignedChatModel(BaseChatModel):
         Every candidate is sent with the tools bound. An answer that calls a tool is scored
         on its arguments (JSON), so a goal such as "verbosity 1" steers the tool-call content
         too, and the chosen answer keeps its ``tool_calls`` intact. Also what makes
-        ``with_structured_output`` work: LangChain builds it on ``bind_tools``.
+        ``with_structured_output`` work: LangChain builds it on ``bind_tools``. Returns a
+        ``RunnableBinding`` like every chat model's ``bind_tools``.
         """
         inner = _unbound(self.model)
         if not isinstance(inner, BaseChatModel):
             msg = "bind_tools needs the response model to be a chat model."
             raise ConfigError(msg)
         bound = inner.bind_tools(tools, **kwargs)
-        return self.model_copy(update={"model": bound})
+        return self.model_copy(update={"model": bound}).bind()
 
     # -- the search -----------------------------------------------------------------------
 
@@ -213,17 +222,27 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> SearchResult:
         """Run HIA on ``messages`` and return the full search result (not just a message)."""
+        return await self._asearch(messages, stop, run_manager, sync=False, kwargs=kwargs)
+
+    async def _asearch(
+        self,
+        messages: Sequence[BaseMessage],
+        stop: list[str] | None,
+        run_manager: AsyncCallbackManagerForLLMRun | CallbackManagerForLLMRun | None,
+        *,
+        sync: bool,
+        kwargs: dict[str, Any],
+    ) -> SearchResult:
         goal, settings, passthrough = self._split_kwargs(dict(kwargs))
+        passthrough.pop("stream", None)  # how the caller reads the answer, not a model setting
         index, prompt = _last_human(messages)
         chain = await _start_chain(run_manager, prompt, goal)
-        context = RunContext(budget=Budget(), run_manager=chain)
+        context = RunContext(budget=Budget(), run_manager=chain, sync=sync)
 
         async def respond(candidate: str) -> Response:
             sent = list(messages)
             sent[index] = HumanMessage(content=candidate)
-            message = await self.model.ainvoke(
-                sent, config=context.child_config("response"), stop=stop, **passthrough
-            )
+            message = await context.ainvoke(self.model, sent, "response", stop=stop, **passthrough)
             usage = message.usage_metadata if isinstance(message, AIMessage) else None
             return Response(
                 text=_scored_text(message),
@@ -257,7 +276,9 @@ class AlignedChatModel(BaseChatModel):
         meta["inner_model_name"] = inner_name
         meta["hia"] = result.trace()
         message = AIMessage(
-            content=best.text if best else "",
+            # The provider's own content (a tool-calling answer keeps its empty or structured
+            # content); the scored text only stands in when there is no provider message.
+            content=inner.content if isinstance(inner, AIMessage) else (best.text if best else ""),
             response_metadata=meta,
             usage_metadata=_sum_usage(result),
             tool_calls=list(getattr(inner, "tool_calls", []) or []),
@@ -282,7 +303,7 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         async def main() -> SearchResult:
-            return await self.arun_search(messages, stop=stop, run_manager=run_manager, **kwargs)
+            return await self._asearch(messages, stop, run_manager, sync=True, kwargs=kwargs)
 
         try:
             asyncio.get_running_loop()
@@ -292,6 +313,75 @@ class AlignedChatModel(BaseChatModel):
         # thread with its own loop rather than re-entering the caller's.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             return self._to_result(pool.submit(anyio.run, main).result())
+
+    # -- streaming: the answer comes whole, as one last chunk -------------------------------
+    #
+    # langchain-core calls `_stream`/`_astream` without the run manager from `stream`,
+    # `astream` and streaming-handler invokes, which would cut the search's child runs off the
+    # run tree. So the aligned model never "streams" in those paths (`_should_stream`), public
+    # `stream`/`astream` yield `invoke`'s answer as one chunk, and `_stream`/`_astream` serve
+    # the v3 event protocol, which does pass the run manager.
+
+    def _should_stream(self, *, async_api: bool, **kwargs: Any) -> bool:
+        return False
+
+    def stream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[AIMessageChunk]:
+        message = self.invoke(input, config, stop=stop, **kwargs)
+        yield _as_chunk(message)
+
+    async def astream(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[AIMessageChunk]:
+        message = await self.ainvoke(input, config, stop=stop, **kwargs)
+        yield _as_chunk(message)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        result = self._generate(messages, stop, run_manager, **kwargs)
+        yield ChatGenerationChunk(message=_as_chunk(result.generations[0].message))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        result = await self._agenerate(messages, stop, run_manager, **kwargs)
+        yield ChatGenerationChunk(message=_as_chunk(result.generations[0].message))
+
+
+def _as_chunk(message: BaseMessage) -> AIMessageChunk:
+    """The chosen answer as a stream's one and last chunk, tool calls included."""
+    calls = [
+        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"), index=i)
+        for i, c in enumerate(getattr(message, "tool_calls", None) or [])
+    ]
+    return AIMessageChunk(
+        content=message.content,
+        id=message.id,
+        response_metadata=message.response_metadata,
+        usage_metadata=getattr(message, "usage_metadata", None),
+        tool_call_chunks=calls,
+        chunk_position="last",
+    )
 
 
 def _unbound(model: Runnable[Any, Any]) -> Runnable[Any, Any]:

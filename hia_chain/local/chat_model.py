@@ -6,8 +6,8 @@ model. HIA needs the opposite: many short generations (drafts, candidates) batch
 forward pass, real token counts for budgets, and zero-setup loading of the embedded model.
 
 Concurrent calls are batched automatically: requests that arrive within a few milliseconds
-of each other (``abatch``, a round of HIA calls, a draft batch) are padded on the left and
-run as one ``generate`` call, with each request's callbacks still firing on its own.
+of each other (``abatch`` or ``batch``, a round of HIA calls, a draft batch) are padded on the
+left and run as one ``generate`` call, with each request's callbacks still firing on its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +230,24 @@ class LocalChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
+    def _enqueue(
+        self, messages: list[BaseMessage], params: _Params
+    ) -> tuple[concurrent.futures.Future[Generated], bool]:
+        """Queue one request; the first of a batch (True) must run it after the window."""
+        future: concurrent.futures.Future[Generated] = concurrent.futures.Future()
+        with self._pending_lock:
+            self._pending.append((messages, params, future))
+            lead = not self._leader
+            self._leader = True
+        return future, lead
+
+    def _take_batch(
+        self,
+    ) -> list[tuple[list[BaseMessage], _Params, concurrent.futures.Future[Generated]]]:
+        with self._pending_lock:
+            batch, self._pending, self._leader = self._pending, [], False
+        return batch
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -236,7 +255,11 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return self._result(self._run_batch([messages], self._params(stop, kwargs))[0])
+        future, lead = self._enqueue(messages, self._params(stop, kwargs))
+        if lead:  # `batch` calls from worker threads join this one
+            time.sleep(self.batch_window)
+            self._execute(self._take_batch())
+        return self._result(future.result())
 
     async def _agenerate(
         self,
@@ -245,19 +268,13 @@ class LocalChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        future: concurrent.futures.Future[Generated] = concurrent.futures.Future()
-        with self._pending_lock:
-            self._pending.append((messages, self._params(stop, kwargs), future))
-            lead = not self._leader
-            self._leader = True
+        future, lead = self._enqueue(messages, self._params(stop, kwargs))
         if lead:
             # The first caller waits a moment for others, then runs everyone's batch; shielded
             # so a cancelled leader cannot strand the requests it collected.
             with anyio.CancelScope(shield=True):
                 await anyio.sleep(self.batch_window)
-                with self._pending_lock:
-                    batch, self._pending, self._leader = self._pending, [], False
-                await anyio.to_thread.run_sync(self._execute, batch)
+                await anyio.to_thread.run_sync(self._execute, self._take_batch())
         return self._result(await asyncio.wrap_future(future))
 
     def _execute(
@@ -292,42 +309,49 @@ class LocalChatModel(BaseChatModel):
         p = self._params(stop, kwargs)
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
         result: list[Generated] = []
+        errors: list[BaseException] = []
 
         def work() -> None:
             import torch
 
-            with self._lock:
-                enc = self._encode([messages])
-                if p.seed is not None:
-                    torch.manual_seed(p.seed)
-                sample = p.temperature > 0
-                with torch.no_grad():
-                    out = model.generate(
-                        **enc,
-                        max_new_tokens=p.max_tokens,
-                        do_sample=sample,
-                        streamer=streamer,
-                        temperature=p.temperature if sample else None,
-                        top_p=p.top_p if sample else None,
-                        top_k=None,
-                        pad_token_id=tok.pad_token_id,
-                    )
-            new = out[0, enc["input_ids"].shape[1] :].tolist()
-            ended = tok.eos_token_id in new
-            n = new.index(tok.eos_token_id) + 1 if ended else len(new)
-            result.append(
-                Generated("", int(enc["input_ids"].shape[1]), n, "stop" if ended else "length")
-            )
+            try:
+                with self._lock:
+                    enc = self._encode([messages])
+                    if p.seed is not None:
+                        torch.manual_seed(p.seed)
+                    sample = p.temperature > 0
+                    with torch.no_grad():
+                        out = model.generate(
+                            **enc,
+                            max_new_tokens=p.max_tokens,
+                            do_sample=sample,
+                            streamer=streamer,
+                            temperature=p.temperature if sample else None,
+                            top_p=p.top_p if sample else None,
+                            top_k=None,
+                            pad_token_id=tok.pad_token_id,
+                            stop_strings=list(p.stop) or None,
+                            tokenizer=tok if p.stop else None,
+                        )
+                new = out[0, enc["input_ids"].shape[1] :].tolist()
+                ended = tok.eos_token_id in new
+                n = new.index(tok.eos_token_id) + 1 if ended else len(new)
+                reason = "stop" if ended else "length"
+                result.append(Generated("", int(enc["input_ids"].shape[1]), n, reason))
+            except BaseException as exc:  # hand it to the consumer; never leave it waiting
+                errors.append(exc)
+                streamer.end()
 
         thread = threading.Thread(target=work, daemon=True)
         thread.start()
-        text = ""
+        text, cut_short = "", False
         for piece in streamer:
             if p.stop and any(s in text + piece for s in p.stop):
                 cut = min((text + piece).index(s) for s in p.stop if s in text + piece)
                 piece = (text + piece)[len(text) : cut]
                 if piece:
                     yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
+                cut_short = True
                 break
             text += piece
             if piece:
@@ -335,10 +359,15 @@ class LocalChatModel(BaseChatModel):
                 if run_manager:
                     run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
-        for _ in streamer:  # drain so the worker thread can finish
-            pass
+        if cut_short:  # drain so the worker can finish (the streamer ends exactly once)
+            for _ in streamer:
+                pass
         thread.join()
+        if errors:
+            raise errors[0]
         g = result[0]
+        if cut_short:
+            g = Generated(g.text, g.input_tokens, g.output_tokens, "stop")
         yield ChatGenerationChunk(
             message=AIMessageChunk(
                 content="",

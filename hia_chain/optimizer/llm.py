@@ -90,9 +90,7 @@ class LLMPromptOptimizer(PromptOptimizer):
                 else:
                     bound = estimate_tokens(request.prompt + _SYSTEM + _HUMAN, self.max_tokens)
                     async with context.budget.spend("optimizer", tokens=bound) as r:
-                        message = await self.chain.ainvoke(
-                            inputs, config=context.child_config("optimizer")
-                        )
+                        message = await context.ainvoke(self.chain, inputs, "optimizer")
                         context.budget.settle_message(r, message)
         texts = parse_prompts(message.text)
         logger.debug("optimizer proposed %d prompts", len(texts))

@@ -140,14 +140,15 @@ class DraftHeuristic(Heuristic):
         model: Any = self.drafter
         if self.max_tokens is not None:
             model = model.bind(max_tokens=self.max_tokens)
-        config: dict[str, Any] = dict(context.child_config("draft")) if context else {}
-        if self.max_concurrency is not None:
-            config["max_concurrency"] = self.max_concurrency
         budget = context.budget if context is not None else None
         try:
-            replies = await model.abatch(
-                list(prompts), config=config or None, return_exceptions=True
-            )
+            if context is None:
+                config = {"max_concurrency": self.max_concurrency} if self.max_concurrency else None
+                replies = await model.abatch(list(prompts), config, return_exceptions=True)
+            else:
+                replies = await context.abatch(
+                    model, prompts, "draft", max_concurrency=self.max_concurrency
+                )
         except anyio.get_cancelled_exc_class():
             for r in reservations:
                 budget.release(r)  # type: ignore[union-attr]

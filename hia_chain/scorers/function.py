@@ -63,8 +63,10 @@ async def _call(
 ) -> Any:
     """Call a Runnable with a dict (under the run's child config), else the callable itself."""
     if isinstance(fn, Runnable):
-        config = context.child_config(tag) if context is not None else None
-        return await fn.ainvoke(dict(zip(keys, args, strict=True)), config=config)
+        payload = dict(zip(keys, args, strict=True))
+        if context is None:
+            return await fn.ainvoke(payload)
+        return await context.ainvoke(fn, payload, tag)
     result = fn(*args)
     if inspect.isawaitable(result):
         result = await result

@@ -175,7 +175,7 @@ class LLMJudgeScorer(ReferenceScorer):
             text = "\n".join(m.text for m in messages)
             tokens = estimate_tokens(text, self.max_tokens)
             async with context.budget.spend("judge", tokens=tokens) as reservation:
-                reply = await self.llm.ainvoke(messages, config=context.child_config("judge"))
+                reply = await context.ainvoke(self.llm, messages, "judge")
                 context.budget.settle_message(reservation, reply)
         if not isinstance(reply, AIMessage):
             msg = f"LLMJudgeScorer: the judge model returned {type(reply).__name__}, not an AIMessage."

@@ -32,11 +32,6 @@ pytestmark = pytest.mark.integration
 
 MAX_TOKENS = 24
 
-_STREAM_XFAIL = (
-    "AlignedChatModel has no stream of its own: BaseChatModel's fallback yields the AIMessage "
-    "itself (not a last AIMessageChunk) and the v3 event stream needs `_stream`; patch proposed "
-    "in the issue-6 report (stream/astream via invoke, one-chunk `_stream`/`_astream`)"
-)
 _USAGE_XFAIL = (
     "by design: the aligned message carries the summed response-call usage but no "
     "`model_name` (it is in `inner_model_name`), because usage callbacks key on model_name and "
@@ -85,24 +80,6 @@ class TestAlignedChatModelOverServer(ChatModelIntegrationTests):
 
     # Images, audio, PDF and Anthropic-format inputs stay off (the suite's defaults): the
     # served model is text-only.
-
-    @pytest.mark.xfail(strict=True, reason=_STREAM_XFAIL)
-    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    def test_stream(self, model: BaseChatModel) -> None:
-        super().test_stream(model)
-
-    @pytest.mark.xfail(strict=True, reason=_STREAM_XFAIL)
-    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
-    async def test_astream(self, model: BaseChatModel) -> None:
-        await super().test_astream(model)
-
-    @pytest.mark.xfail(strict=True, reason=_STREAM_XFAIL)
-    def test_stream_events_v3(self, model: BaseChatModel) -> None:
-        super().test_stream_events_v3(model)
-
-    @pytest.mark.xfail(strict=True, reason=_STREAM_XFAIL)
-    async def test_astream_events_v3(self, model: BaseChatModel) -> None:
-        await super().test_astream_events_v3(model)
 
     @pytest.mark.xfail(strict=True, reason=_USAGE_XFAIL)
     def test_usage_metadata(self, model: BaseChatModel) -> None:
@@ -160,14 +137,6 @@ def test_usage_is_counted_once_under_the_served_model(served: Any) -> None:
     assert usage["output_tokens"] == trace["usage"]["response"]["output_tokens"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="AlignedChatModel's sync path runs each call in a fresh event loop and calls "
-    "ChatOpenAI's async API there; the client's pooled connection is then bound to a closed "
-    "loop and the second `invoke` fails with 'Event loop is closed'. Patch proposed in the "
-    "issue-6 report (sync entry points use the models' sync API)",
-)
 def test_sync_invokes_in_a_row_over_one_chat_openai(served: Any) -> None:
     """What every script, agent loop and sync web handler does: call ``invoke`` repeatedly."""
     aligned = AlignedChatModel(model=_chat_openai(served), goal={"verbosity": 1}, budget=1)

@@ -153,12 +153,6 @@ def test_sync_invoke_in_a_chain_nests_every_call_under_the_aligned_run() -> None
     assert all(aligned_run in ancestors(r) for r in models)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BaseChatModel's stream fallback yields the AIMessage itself, not a last "
-    "AIMessageChunk, and v3 stream_events needs a `_stream`; patch proposed in the issue-6 "
-    "report (stream/astream via invoke, `_stream`/`_astream` for v3)",
-)
 @pytest.mark.filterwarnings(
     "ignore:The method `BaseChatModel._achat_model_stream_v3` is in beta"
     ":langchain_core._api.beta_decorator.LangChainBetaWarning"
@@ -203,13 +197,6 @@ class LoopBoundChatModel(ToolFakeChatModel):
         return self._generate(messages, stop=stop, **kw)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="the sync path runs each call in a fresh event loop and calls the inner model's "
-    "async API there, so a provider client cached across calls breaks the second `invoke`; "
-    "patch proposed in the issue-6 report (sync entry points use the models' sync API)",
-)
 def test_sync_calls_in_a_row_use_the_inner_model_sync_api() -> None:
     inner = LoopBoundChatModel(loops=[])
     llm = aligned(inner, budget=2)
@@ -282,11 +269,6 @@ async def test_bind_tools_aligns_the_tool_arguments_and_keeps_the_tool_call() ->
     assert len({c["response"] for c in sent}) > 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aligned.py puts the scored text (the tool-call JSON) in `content`; proposed patch "
-    "in the issue-6 report keeps the provider message's own content",
-)
 async def test_tool_call_answer_keeps_the_provider_content() -> None:
     llm = aligned(budget=1).bind_tools([record_answer])
     msg = await llm.ainvoke(PROMPT)

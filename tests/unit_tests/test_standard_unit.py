@@ -8,13 +8,12 @@ build structured output. The suite pins what "like one" means.
 The inner model of ``AlignedChatModel`` is a fake (no network): :class:`ToolFakeChatModel`
 below supports ``bind_tools``, so the tool and structured-output tests exercise the real
 delegation path. ``LocalChatModel`` runs over a tiny random transformers model
-(``tests/unit_tests/local/_tiny.py``), injected so nothing is loaded from disk or a hub.
+(``tests/unit_tests/local/_tiny_ivg.py``), injected so nothing is loaded from disk or a hub.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -125,40 +124,18 @@ class TestAlignedChatModelStandard(ChatModelUnitTests):
             "budget": 1,
         }
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="AlignedChatModel.bind_tools returns an AlignedChatModel, not the RunnableBinding "
-        "the suite expects from bind_tools; patch proposed in the issue-6 report (wrap the copy "
-        "in `.bind()`)",
-    )
-    def test_bind_tool_pydantic(self, model: BaseChatModel, my_adder_tool: BaseTool) -> None:
-        super().test_bind_tool_pydantic(model, my_adder_tool)
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="AlignedChatModel._get_ls_params drops per-call kwargs, so a `model=` override "
-        "is not traced; patch proposed in the issue-6 report (forward kwargs to the inner model)",
-    )
-    def test_standard_params_model_override(self, model: BaseChatModel) -> None:
-        super().test_standard_params_model_override(model)
-
 
 # -- the local chat models (the [local] extra), over a tiny random model -------------------------
 
 
 @functools.cache
 def _tiny() -> tuple[Any, Any]:
-    """One tiny random Llama and word-level chat tokenizer for every local-model test (built
-    offline in milliseconds; cached because the suite constructs models in a loop)."""
+    """The tiny random Llama and word-level chat tokenizer (built offline in milliseconds)."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    for helper in ("tests.unit_tests.local._tiny", "tests.unit_tests.local._tiny_ivg"):
-        try:
-            module = importlib.import_module(helper)
-        except ModuleNotFoundError:
-            continue
-        return module.tiny_model_and_tokenizer()
-    pytest.skip("no tiny-model helper in tests/unit_tests/local/")
+    from tests.unit_tests.local._tiny_ivg import tiny_model_and_tokenizer
+
+    return tiny_model_and_tokenizer()
 
 
 _NO_MODEL_OVERRIDE = (
