@@ -35,6 +35,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model name at --base-url")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-overhead", action="store_true")
+    p.add_argument(
+        "--continuous-batching",
+        action="store_true",
+        help="serve with continuous batching: ~2x faster on CPU, but the server then ignores "
+        "per-request seeds (answers are still shared across methods, see responses.py)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -67,7 +73,11 @@ def _run(args: argparse.Namespace) -> int:
             from hia_chain.local.serve import serve_model
 
             served = stack.enter_context(
-                serve_model(embedded_model_path(), threads=1, continuous_batching=False)
+                serve_model(
+                    embedded_model_path(),
+                    threads=1,
+                    continuous_batching=args.continuous_batching,
+                )
             )
             base_url, model = served.base_url, served.model
             print(f"bench: transformers serve ready at {base_url}")
@@ -80,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
             max_retries=0,
             timeout=300,
         )
+        _check_sampling(llm, items[0].prompt)
         config = BenchConfig(budgets=budgets, seed=args.seed)
         anyio.run(
             run_experiment,
@@ -100,6 +111,22 @@ def _run(args: argparse.Namespace) -> int:
         (args.out / "summary.md").write_text(text)
     print(text)
     return 0
+
+
+def _check_sampling(llm: Any, prompt: str) -> None:
+    """Refuse to benchmark a server that decodes greedily: best-of-N would be N copies.
+
+    Raises:
+        ConfigError: three sampled answers to one prompt are identical.
+    """
+    texts = {llm.invoke(prompt, seed=i, max_tokens=24).text for i in range(3)}
+    if len(texts) == 1:
+        msg = (
+            "The response model returned the same answer to three sampled calls: it ignores "
+            "temperature (for `transformers serve`, set do_sample=true in the model folder's "
+            "generation_config.json). Best-of-N against it would be meaningless."
+        )
+        raise ConfigError(msg)
 
 
 _drafter: Any = None

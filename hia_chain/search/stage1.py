@@ -6,6 +6,7 @@ silently dropped) so the trace shows why a proposal was not considered.
 
 from __future__ import annotations
 
+import difflib
 import random
 import re
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective, RewardFunction
 from hia_chain.optimizer.base import keeps_request
+from hia_chain.scorers._features import added_text
 from hia_chain.scorers.base import Heuristic, check_batch
 from hia_chain.search.types import Candidate, FilterName
 
@@ -21,16 +23,21 @@ __all__ = ["near_duplicate", "select"]
 _WORD = re.compile(r"\w+")
 
 
-def _shingles(text: str) -> set[str]:
-    return set(_WORD.findall(text.lower()))
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
 
 
-def near_duplicate(a: str, b: str, threshold: float = 0.95) -> bool:
-    """Same words up to case and punctuation (Jaccard ≥ ``threshold`` on word sets)."""
-    sa, sb = _shingles(a), _shingles(b)
-    if not sa or not sb:
-        return a.strip() == b.strip()
-    return len(sa & sb) / len(sa | sb) >= threshold
+def near_duplicate(original: str, a: str, b: str, threshold: float = 0.95) -> bool:
+    """Whether two candidates make the same change to ``original``.
+
+    Compares what each adds to the original, in order, up to case and punctuation: on whole
+    prompts, a short instruction added to a long request would look like a duplicate of the
+    request itself, and "concise, not verbose" like "verbose, not concise".
+    """
+    wa, wb = _words(added_text(original, a)), _words(added_text(original, b))
+    if not wa or not wb:
+        return wa == wb and _words(a) == _words(b)
+    return difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).ratio() >= threshold
 
 
 def validate(original: str, fresh: Sequence[Candidate], seen: Sequence[Candidate]) -> None:
@@ -39,7 +46,7 @@ def validate(original: str, fresh: Sequence[Candidate], seen: Sequence[Candidate
     for c in fresh:
         if c.origin != "original" and not keeps_request(original, c.prompt):
             c.rejected = "drops the user's request"
-        elif any(near_duplicate(c.prompt, k.prompt) for k in kept):
+        elif any(near_duplicate(original, c.prompt, k.prompt) for k in kept):
             c.rejected = "near-duplicate of an earlier candidate"
         else:
             kept.append(c)
