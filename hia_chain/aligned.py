@@ -132,12 +132,11 @@ class AlignedChatModel(BaseChatModel):
         if self.scorers is None:
             from hia_chain.scorers.text import builtin_scorers
 
-            self.scorers = builtin_scorers([o.name for o in self.objectives])
+            self.scorers = builtin_scorers(self.objectives)  # mapped onto each objective's scale
         if self.heuristic is None:
             self.heuristic = _default_heuristic(self.objectives)
         if self.max_tokens is None:
-            bound = getattr(_unbound(self.model), "max_tokens", None)
-            self.max_tokens = bound if isinstance(bound, int) else None
+            self.max_tokens = _own_max_tokens(self.model)
         self._search = HIASearch(self.objectives, self.scorers, self.optimizer, self.heuristic)
         if self.goal:
             validate_goal(self.objectives, self.goal)
@@ -200,7 +199,14 @@ class AlignedChatModel(BaseChatModel):
         self, kwargs: dict[str, Any]
     ) -> tuple[dict[str, float], SearchSettings, dict[str, Any]]:
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTING_KEYS}
-        goal = kwargs.pop("goal", None) or self.goal
+        goal = kwargs.pop("goal", None)
+        if goal is not None and not goal:
+            names = ", ".join(o.name for o in self.objectives)
+            msg = (
+                f"The per-call `goal` is empty: give a target for at least one objective ({names})."
+            )
+            raise ConfigError(msg)
+        goal = goal or self.goal
         if not goal:
             names = ", ".join(o.name for o in self.objectives)
             msg = f"No goal: set `goal=` on the model or pass `goal={{...}}` per call ({names})."
@@ -208,8 +214,16 @@ class AlignedChatModel(BaseChatModel):
         return dict(goal), self._settings(overrides), kwargs
 
     def plan(self, **overrides: Any) -> Plan:
-        """Dry run: the most calls and tokens a request can use with these settings."""
-        goal, settings, _ = self._split_kwargs(dict(overrides))
+        """Dry run: the most calls and tokens a request can use with these settings.
+
+        Raises:
+            ConfigError: a keyword is not a search setting, or a setting or the goal is bad.
+        """
+        goal, settings, unknown = self._split_kwargs(dict(overrides))
+        if unknown:
+            known = ", ".join(("goal", *_SETTING_KEYS))
+            msg = f"plan() got unknown settings {sorted(unknown)}; settings are: {known}."
+            raise ConfigError(msg)
         validate_goal(self.objectives, goal)
         return self._search.plan(settings)
 
@@ -235,13 +249,20 @@ class AlignedChatModel(BaseChatModel):
     ) -> SearchResult:
         goal, settings, passthrough = self._split_kwargs(dict(kwargs))
         passthrough.pop("stream", None)  # how the caller reads the answer, not a model setting
+        if settings.max_tokens is not None and settings.max_tokens != _own_max_tokens(self.model):
+            passthrough["max_tokens"] = settings.max_tokens  # the bound the budget reserves
         index, prompt = _last_human(messages)
         chain = await _start_chain(run_manager, prompt, goal)
-        context = RunContext(budget=Budget(), run_manager=chain, sync=sync)
+        context = RunContext(
+            budget=Budget(),
+            run_manager=chain,
+            sync=sync,
+            fixed_input_chars=_fixed_chars(self.model, messages, index),
+        )
 
         async def respond(candidate: str) -> Response:
             sent = list(messages)
-            sent[index] = HumanMessage(content=candidate)
+            sent[index] = _with_text(messages[index], candidate)
             message = await context.ainvoke(self.model, sent, "response", stop=stop, **passthrough)
             usage = message.usage_metadata if isinstance(message, AIMessage) else None
             return Response(
@@ -389,6 +410,35 @@ def _unbound(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
     while isinstance(model, RunnableBinding):
         model = model.bound
     return model
+
+
+def _own_max_tokens(model: Runnable[Any, Any]) -> int | None:
+    """The output bound the response model applies by itself, if it has one."""
+    bound = getattr(_unbound(model), "max_tokens", None)
+    return bound if isinstance(bound, int) else None
+
+
+def _fixed_chars(model: Runnable[Any, Any], messages: Sequence[BaseMessage], index: int) -> int:
+    """Characters sent with every candidate besides it: other messages, bound tool schemas."""
+    other = sum(len(str(m.content)) + 16 for i, m in enumerate(messages) if i != index)
+    bound = model.kwargs if isinstance(model, RunnableBinding) else {}
+    return other + (len(json.dumps(bound, default=str)) if bound else 0)
+
+
+def _with_text(message: BaseMessage, text: str) -> HumanMessage:
+    """The human message with its text replaced by ``text``; images and other blocks kept."""
+    if isinstance(message.content, str):
+        return HumanMessage(content=text)
+    blocks: list[Any] = []
+    for block in message.content:
+        is_text = isinstance(block, str) or (
+            isinstance(block, dict) and block.get("type") == "text"
+        )
+        if not is_text:
+            blocks.append(block)
+        elif not any(isinstance(b, dict) and b.get("type") == "text" for b in blocks):
+            blocks.append({"type": "text", "text": text})  # the first text block carries it all
+    return HumanMessage(content=blocks)
 
 
 def _scored_text(message: BaseMessage) -> str:

@@ -9,7 +9,11 @@ be shared by concurrent async requests, by ``batch``'s worker threads, or by bot
 may have a ``parent``: a reservation must fit in the child *and* every ancestor, which is how
 a per-request cap sits inside a pool shared by many requests. Token caps reserve an upper
 bound (prompt characters + overhead + ``max_tokens``) and settle to the real usage, so the
-cap holds even while calls are in flight.
+cap holds even while calls are in flight. Each level prices a call with its own prices.
+
+A call that was started counts, whatever happens to it: a call cancelled or failed in flight
+may still have reached (and be billed by) the provider, so it is settled at its reserved bound,
+never given back.
 
 The public methods (``try_reserve``, ``settle``, ``release``, ``usage``) are the whole
 interface; a Redis-backed budget shared across processes implements the same four.
@@ -24,8 +28,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Literal
-
-import anyio
 
 from hia_chain.errors import BudgetExceededError, ConfigError
 
@@ -116,7 +118,8 @@ class Reservation:
 
     role: Role
     tokens: int
-    cost: float
+    costs: tuple[float, ...]
+    """Worst-case cost at each level of ``budgets``, each with that level's prices."""
     budgets: tuple[Budget, ...]
     done: bool = field(default=False)
 
@@ -149,15 +152,21 @@ class Budget:
             if role == "response":
                 msg = "Set response caps with `calls`/`tokens`/`cost`, not `limits['response']`."
                 raise ConfigError(msg)
+            if not isinstance(lim, Limits):
+                msg = f"`limits[{role!r}]` must be a Limits(...), got {lim!r}."
+                raise ConfigError(msg)
             self._limits[role] = lim
         self._prices: dict[str, Price] = dict(prices or {})
         for role in self._prices:
             _check_role(role)
-        for role, lim in self._limits.items():
-            if lim.cost is not None and role not in self._prices and parent is None:
-                msg = f"A cost cap on role {role!r} needs `prices[{role!r}]` to compute cost."
-                raise ConfigError(msg)
         self.parent = parent
+        for role, lim in self._limits.items():
+            if lim.cost is not None and self.price(role) is None:  # type: ignore[arg-type]
+                msg = (
+                    f"A cost cap on role {role!r} needs `prices[{role!r}]` (here or on a "
+                    "parent budget) to compute cost."
+                )
+                raise ConfigError(msg)
         self._lock = threading.Lock()
         self._held: dict[str, _Held] = {r: _Held() for r in ROLES}
         self._spent: dict[str, Usage] = {r: Usage() for r in ROLES}
@@ -216,17 +225,15 @@ class Budget:
                 "its tokens: set `max_tokens` on the model (or remove the token/cost cap)."
             )
             raise ConfigError(msg)
-        price = self.price(role)
-        cost = _upper_cost(price, tokens or 0) if price else 0.0
-        reservation = Reservation(role=role, tokens=tokens or 0, cost=cost, budgets=tuple(chain))
-        taken: list[Budget] = []
-        for b in chain:
-            if not b._hold(role, reservation.tokens, cost):
-                for t in taken:
-                    t._unhold(role, reservation.tokens, cost)
+        bound = tokens or 0
+        costs = tuple(_upper_cost(b.price(role), bound) for b in chain)
+        for i, b in enumerate(chain):
+            if not b._hold(role, bound, costs[i]):
+                for t, cost in zip(chain[:i], costs, strict=False):
+                    with t._lock:
+                        t._unhold(role, bound, cost)
                 return None
-            taken.append(b)
-        return reservation
+        return Reservation(role=role, tokens=bound, costs=costs, budgets=tuple(chain))
 
     def _hold(self, role: str, tokens: int, cost: float) -> bool:
         lim = self.limits(role)  # type: ignore[arg-type]
@@ -247,11 +254,11 @@ class Budget:
             return True
 
     def _unhold(self, role: str, tokens: int, cost: float) -> None:
-        with self._lock:
-            held = self._held[role]
-            held.calls -= 1
-            held.tokens -= tokens
-            held.cost -= cost
+        """Drop a hold; the caller holds ``self._lock``."""
+        held = self._held[role]
+        held.calls -= 1
+        held.tokens -= tokens
+        held.cost -= cost
 
     def settle(
         self,
@@ -268,21 +275,25 @@ class Budget:
         if reservation.done:
             return Usage()
         reservation.done = True
-        price = self.price(reservation.role)
-        if input_tokens is None or output_tokens is None:
-            usage = Usage(1, 0, 0, 0.0, unreported=1)
-            hidden_tokens, hidden_cost = reservation.tokens, reservation.cost
-        else:
-            cost = price.cost(input_tokens, output_tokens) if price else 0.0
-            usage = Usage(1, input_tokens, output_tokens, cost)
-            hidden_tokens, hidden_cost = 0, 0.0
-        for b in reservation.budgets:
-            b._unhold(reservation.role, reservation.tokens, reservation.cost)
-            with b._lock:
-                b._spent[reservation.role].add(usage)
-                b._unreported_charge[reservation.role].tokens += hidden_tokens
-                b._unreported_charge[reservation.role].cost += hidden_cost
-        return usage
+        role = reservation.role
+        reported = input_tokens is not None and output_tokens is not None
+        mine = Usage()
+        for b, bound_cost in zip(reservation.budgets, reservation.costs, strict=True):
+            if reported:
+                price = b.price(role)
+                cost = price.cost(input_tokens, output_tokens) if price else 0.0  # type: ignore[arg-type]
+                usage = Usage(1, input_tokens, output_tokens, cost)  # type: ignore[arg-type]
+            else:
+                usage = Usage(1, 0, 0, 0.0, unreported=1)
+            with b._lock:  # one step: no reservation can slip in between release and spend
+                b._unhold(role, reservation.tokens, bound_cost)
+                b._spent[role].add(usage)
+                if not reported:
+                    b._unreported_charge[role].tokens += reservation.tokens
+                    b._unreported_charge[role].cost += bound_cost
+            if b is self:
+                mine = usage
+        return mine
 
     def settle_message(self, reservation: Reservation, message: object) -> Usage:
         """Settle with the ``usage_metadata`` of a LangChain message, if it has any."""
@@ -296,16 +307,17 @@ class Budget:
         if reservation.done:
             return
         reservation.done = True
-        for b in reservation.budgets:
-            b._unhold(reservation.role, reservation.tokens, reservation.cost)
+        for b, cost in zip(reservation.budgets, reservation.costs, strict=True):
+            with b._lock:
+                b._unhold(reservation.role, reservation.tokens, cost)
 
     @asynccontextmanager
     async def spend(self, role: Role, *, tokens: int | None = None) -> AsyncIterator[Reservation]:
-        """Reserve one call for the duration of the block.
+        """Reserve one call for the duration of the block, which makes the call.
 
-        Settle inside the block with :meth:`settle`; a block left by cancellation releases the
-        reservation, and one left by another exception counts the call as made with the
-        tokens known (none), since the provider may have received it.
+        Settle inside the block with :meth:`settle` or :meth:`settle_message`. A block left
+        any other way (an error, a cancellation) counts the call as made at its reserved bound:
+        the provider may have received it.
 
         Raises:
             BudgetExceededError: the call does not fit.
@@ -316,19 +328,14 @@ class Budget:
             raise BudgetExceededError(msg)
         try:
             yield reservation
-        except anyio.get_cancelled_exc_class():
-            self.release(reservation)
-            raise
-        except BaseException:
+        finally:
             self.settle(reservation)
-            raise
-        else:
-            if not reservation.done:
-                self.settle(reservation)
 
 
-def _upper_cost(price: Price, tokens: int) -> float:
+def _upper_cost(price: Price | None, tokens: int) -> float:
     """Worst-case cost of a reservation: every token priced at the dearer rate."""
+    if price is None:
+        return 0.0
     return tokens * max(price.input_per_million, price.output_per_million) / 1e6
 
 

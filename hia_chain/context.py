@@ -32,6 +32,9 @@ class RunContext:
     run_manager: AsyncCallbackManagerForChainRun | None = None
     """The chain run of the aligned call; children hang under it."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    fixed_input_chars: int = 0
+    """Characters every response call sends besides the candidate prompt (system prompt,
+    history, tool schemas), so token bounds cover the whole request."""
     sync: bool = False
     """The request came through a sync entry point (``invoke``, ``batch``): models are called
     with their sync API on a worker thread. The search itself runs in a throwaway event loop
@@ -79,7 +82,7 @@ class RunContext:
             )
 
 
-def estimate_tokens(text: str, max_tokens: int | None) -> int | None:
+def estimate_tokens(text: str, max_tokens: int | None, extra_chars: int = 0) -> int | None:
     """A safe upper bound on a call's tokens, for budgets with token or cost caps.
 
     Input tokens never exceed characters for the BPE tokenizers in use, plus a chat-template
@@ -87,4 +90,4 @@ def estimate_tokens(text: str, max_tokens: int | None) -> int | None:
     """
     if max_tokens is None:
         return None
-    return len(text) + 64 + max_tokens
+    return len(text) + extra_chars + 64 + max_tokens

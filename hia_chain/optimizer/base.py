@@ -54,7 +54,7 @@ class PromptOptimizer(ABC):
     """Proposes candidate prompts; never calls the response model."""
 
     model_calls_per_round: int = 0
-    """Model calls one :meth:`apropose` makes (an LLM optimizer: 1), for dry-run planning."""
+    """Most model calls one :meth:`apropose` makes, retries included, for dry-run planning."""
 
     @abstractmethod
     async def apropose(

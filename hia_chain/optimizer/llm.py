@@ -62,13 +62,12 @@ class LLMPromptOptimizer(PromptOptimizer):
         max_tokens: Upper bound used for budgets with token caps on the optimizer role.
     """
 
-    model_calls_per_round = 1
-
     def __init__(
         self, llm: BaseChatModel, *, max_retries: int = 2, max_tokens: int | None = None
     ) -> None:
         self.llm = llm
         self.max_retries = max_retries
+        self.model_calls_per_round = 1 + max_retries
         self.max_tokens = max_tokens if max_tokens is not None else getattr(llm, "max_tokens", None)
         prompt = ChatPromptTemplate.from_messages([("system", _SYSTEM), ("human", _HUMAN)])
         # Parsing happens after the chain so the message's usage metadata can be settled.

@@ -15,7 +15,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import anyio
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
@@ -131,7 +130,7 @@ class DraftHeuristic(Heuristic):
         return held
 
     async def _draft(self, prompts: Sequence[str], context: RunContext | None) -> list[AIMessage]:
-        """Draft ``prompts`` in one batch; every reservation is settled or released."""
+        """Draft ``prompts`` in one batch; every reservation is settled."""
         reservations = self._reserve(prompts, context)
         if context is not None:
             prompts = prompts[: len(reservations)]
@@ -149,11 +148,7 @@ class DraftHeuristic(Heuristic):
                 replies = await context.abatch(
                     model, prompts, "draft", max_concurrency=self.max_concurrency
                 )
-        except anyio.get_cancelled_exc_class():
-            for r in reservations:
-                budget.release(r)  # type: ignore[union-attr]
-            raise
-        except BaseException:
+        except BaseException:  # cancelled or failed in flight: the drafts may have been made
             for r in reservations:
                 budget.settle(r)  # type: ignore[union-attr]
             raise

@@ -102,8 +102,6 @@ class LLMJudgeScorer(ReferenceScorer):
         ConfigError: no objectives, duplicate names, or bad ``max_concurrency``/``retries``.
     """
 
-    model_calls_per_item = 1
-
     def __init__(
         self,
         llm: BaseChatModel,
@@ -138,6 +136,7 @@ class LLMJudgeScorer(ReferenceScorer):
         bound = max_tokens if max_tokens is not None else getattr(llm, "max_tokens", None)
         self.max_tokens = bound if isinstance(bound, int) else None
         self.retries = retries
+        self.model_calls_per_item = 1 + retries  # at most, with the corrective follow-ups
 
     def _judge_scale(self, obj: Objective) -> tuple[float, float]:
         """The scale the judge is asked to grade ``obj`` on."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from hia_chain.budget import Budget
 from hia_chain.context import RunContext, estimate_tokens
@@ -41,7 +41,6 @@ class HIASearch:
     scorers: Sequence[ReferenceScorer]
     optimizer: PromptOptimizer
     heuristic: Heuristic | None = None
-    _by_name: dict[str, Objective] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -58,25 +57,31 @@ class HIASearch:
                 "(e.g. FunctionScorer or LLMJudgeScorer)."
             )
             raise ConfigError(msg)
-        self._by_name = {o.name: o for o in self.objectives}
 
     def plan(self, settings: SearchSettings) -> Plan:
-        """The most this request can spend, per role, before anything is spent."""
-        rounds = settings.rounds
-        tries = settings.max_retries + 1
+        """The most this request can spend, per role, before anything is spent.
+
+        Upper bounds: a round that finds fewer new candidates than calls sends what it has
+        and the next round spends the rest, so there are at most ``budget`` rounds; beam asks
+        the optimizer once per beam.
+        """
         sample = settings.search == "sample"
+        rounds = 1 if sample else settings.budget
+        seeds = settings.per_round if settings.search == "beam" else 1
         heuristic_calls = (
             self.heuristic.model_calls_per_item
             if self.heuristic and settings.filter == "heuristic" and not sample
             else 0
         )
-        bound = settings.max_tokens
+        draft_calls = rounds * settings.n * heuristic_calls
+        judge_per_item = sum(s.model_calls_per_item for s in self.scorers)
+        bound = estimate_tokens("", settings.max_tokens)  # + the prompt's characters, per call
         return Plan(
             response_calls=settings.budget,
             response_tokens=None if bound is None else settings.budget * bound,
-            optimizer_calls=0 if sample else rounds * self.optimizer.model_calls_per_round * tries,
-            draft_calls=rounds * settings.n * heuristic_calls,
-            judge_calls=settings.budget * sum(s.model_calls_per_item for s in self.scorers),
+            optimizer_calls=0 if sample else rounds * seeds * self.optimizer.model_calls_per_round,
+            draft_calls=draft_calls,
+            judge_calls=(settings.budget + draft_calls) * judge_per_item,
             rounds=rounds,
             candidates_per_round=settings.n,
         )
@@ -112,7 +117,8 @@ class HIASearch:
         budget = Budget(calls=settings.budget, parent=shared)
         ctx = RunContext(budget=budget) if context is None else context
         ctx.budget = budget
-        probe = budget.try_reserve("response", tokens=estimate_tokens(prompt, settings.max_tokens))
+        bound = estimate_tokens(prompt, settings.max_tokens, ctx.fixed_input_chars)
+        probe = budget.try_reserve("response", tokens=bound)
         if probe is None:
             msg = "The budget cannot pay for a single response call; nothing was sent."
             raise BudgetExceededError(msg)
@@ -124,14 +130,22 @@ class HIASearch:
         exhausted, stopped, rounds = False, "budget spent", 0
         failures: list[BaseException] = []
         beams: list[Candidate] = []
-        while (left := budget.remaining_calls("response")) and rounds < settings.budget:
+        while rounds < settings.budget and budget.usage().calls < settings.budget:
+            left = budget.remaining_calls("response") or 0
+            if not left or not stage2.pool_can_pay(budget, bound):
+                exhausted, stopped = True, "budget exhausted"  # the shared pool ran dry
+                break
             k = min(settings.per_round, left)
-            fresh = await self._propose(
-                prompt, goal, active, settings, rounds, beams, candidates, ctx
-            )
+            try:
+                fresh = await self._propose(
+                    prompt, goal, active, settings, rounds, beams, candidates, ctx
+                )
+            except BudgetExceededError as exc:  # the optimizer's own cap: answer with what we have
+                exhausted, stopped = True, str(exc)
+                break
             candidates.extend(fresh)
             pool = [c for c in fresh if c.rejected is None]
-            for j in range(min(k - len(pool), len(beams) and k)):
+            for j in range(max(0, k - len(pool)) if beams else 0):
                 # Too few new prompts: spend the call re-sampling the best prompts so far.
                 parent = beams[j % len(beams)]
                 again = Candidate(
@@ -169,7 +183,11 @@ class HIASearch:
             outcome = await stage2.send(batch, respond, settings, ctx)
             exhausted |= outcome.exhausted
             failures.extend(outcome.failures)
-            await stage2.measure(prompt, batch, self.scorers, goal, reward, ctx)
+            try:
+                await stage2.measure(prompt, batch, self.scorers, goal, reward, ctx)
+            except BudgetExceededError as exc:  # the judge's own cap
+                exhausted, stopped = True, str(exc)
+                break
             for c in batch:
                 if c.measured is not None and self.heuristic is not None:
                     self.heuristic.observe(prompt, c.prompt, c.measured)

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 import anyio
 
 from hia_chain._retry import is_transient, retrying
+from hia_chain.budget import Budget
 from hia_chain.context import RunContext, estimate_tokens
 from hia_chain.errors import BudgetExceededError
 from hia_chain.goals import RewardFunction
 from hia_chain.scorers.base import ReferenceScorer, check_batch
 from hia_chain.search.types import Candidate, Responder, SearchSettings
 
-__all__ = ["SendOutcome", "measure", "send"]
+__all__ = ["SendOutcome", "measure", "pool_can_pay", "send"]
 
 
 async def _send_one(
@@ -32,7 +33,7 @@ async def _send_one(
         BudgetExceededError: not even the first attempt could be paid for.
         Exception: the response model's error, unchanged (the last one, after retries).
     """
-    bound = estimate_tokens(c.prompt, settings.max_tokens)
+    bound = estimate_tokens(c.prompt, settings.max_tokens, context.fixed_input_chars)
     last: BaseException | None = None
     async for attempt in retrying(settings.max_retries):
         with attempt:
@@ -55,6 +56,17 @@ async def _send_one(
             return
     if last is not None:
         raise last
+
+
+def pool_can_pay(budget: Budget, tokens: int | None) -> bool:
+    """Whether the shared pool above ``budget`` (if any) could pay for one more call now."""
+    if budget.parent is None:
+        return True
+    probe = budget.parent.try_reserve("response", tokens=tokens)
+    if probe is None:
+        return False
+    budget.parent.release(probe)
+    return True
 
 
 @dataclass
@@ -87,10 +99,10 @@ async def send(
             try:
                 await _send_one(c, respond, settings, context)
             except BudgetExceededError as exc:
-                # Only a shared pool running dry is "exhausted"; the request's own cap being
+                # Only a shared pool refusing is "exhausted"; the request's own cap being
                 # used up (e.g. by retries of other candidates) is the plan working.
-                parent = context.budget.parent
-                outcome.exhausted |= parent is not None and parent.remaining_calls() == 0
+                bound = estimate_tokens(c.prompt, settings.max_tokens, context.fixed_input_chars)
+                outcome.exhausted |= not pool_can_pay(context.budget, bound)
                 c.error = f"BudgetExceededError: {exc}"
             except Exception as exc:
                 c.error = f"{type(exc).__name__}: {exc}"

@@ -165,6 +165,7 @@ class Plan:
 
     response_calls: int
     response_tokens: int | None
+    """Bound on response tokens, without the prompt: add its characters once per call."""
     optimizer_calls: int
     draft_calls: int
     judge_calls: int

@@ -51,6 +51,9 @@ class CountingChatModel(BaseChatModel):
     _max_in_flight: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     prompts: list[str] = Field(default_factory=list)
+    call_kwargs: list[dict[str, Any]] = Field(default_factory=list)
+    """The keyword arguments of every call (e.g. ``max_tokens``)."""
+    messages_seen: list[list[BaseMessage]] = Field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -64,12 +67,14 @@ class CountingChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "counting-fake"
 
-    def _respond(self, messages: list[BaseMessage]) -> tuple[int, str]:
+    def _respond(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[int, str]:
         with self._lock:
             index = self._calls
             self._calls += 1
             prompt = _last_human(messages)
             self.prompts.append(prompt)
+            self.call_kwargs.append(dict(kwargs))
+            self.messages_seen.append(list(messages))
         if index in self.fail_on:
             raise self.fail_on[index]
         return index, self.answer(prompt, index)
@@ -92,7 +97,7 @@ class CountingChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        _, text = self._respond(messages)
+        _, text = self._respond(messages, kwargs)
         return self._message(messages, text)
 
     async def _agenerate(
@@ -108,7 +113,7 @@ class CountingChatModel(BaseChatModel):
         try:
             if self.latency:
                 await anyio.sleep(self.latency)
-            _, text = self._respond(messages)
+            _, text = self._respond(messages, kwargs)
         finally:
             with self._lock:
                 self._in_flight -= 1

@@ -112,9 +112,14 @@ def test_usage_callback_counts_inner_calls_once() -> None:
 
 def test_dry_run_plan_spends_nothing() -> None:
     model = CountingChatModel()
-    plan = aligned(model, budget=4, search="beam", max_tokens=100).plan()
-    assert plan.response_calls == 4 and plan.response_tokens == 400 and plan.rounds == 2
+    llm = aligned(model, budget=4, search="beam", max_tokens=100)
+    plan = llm.plan()
+    # per call: max_tokens + 64 of chat-template overhead (+ the prompt's characters)
+    assert plan.response_calls == 4 and plan.response_tokens == 4 * 164
+    assert plan.rounds == 4  # at most: a round short of candidates leaves calls to the next
     assert model.calls == 0
+    with pytest.raises(ConfigError, match="unknown settings"):
+        llm.plan(serch="beam")
 
 
 def test_bad_input_is_typed() -> None:

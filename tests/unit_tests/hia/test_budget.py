@@ -85,18 +85,49 @@ def test_threads_never_overspend() -> None:
     assert len(got) == 50 and pool.usage().calls == 50
 
 
-async def test_spend_releases_on_cancel_and_counts_failures() -> None:
-    b = Budget(calls=2)
+async def test_calls_cancelled_or_failed_in_flight_count_at_their_bound() -> None:
+    """The provider may bill a call it received, whatever happened to it on our side."""
+    b = Budget(calls=3, tokens=1000)
     with anyio.move_on_after(0.01):
-        async with b.spend("response"):
+        async with b.spend("response", tokens=300):
             await anyio.sleep(1)
-    assert b.remaining_calls() == 2 and b.usage().calls == 0
+    assert b.remaining_calls() == 2 and b.usage().calls == 1 and b.usage().unreported == 1
     with pytest.raises(RuntimeError):
-        async with b.spend("response"):
+        async with b.spend("response", tokens=300):
             raise RuntimeError("provider said no")
-    assert b.usage().calls == 1 and b.usage().unreported == 1
-    async with b.spend("response"):
+    assert b.usage().calls == 2 and b.usage().unreported == 2
+    # both bounds are charged to the token cap: 600 of 1000 used, so 500 more does not fit
+    assert b.try_reserve("response", tokens=500) is None
+    async with b.spend("response", tokens=300):
         pass
+    assert b.remaining_calls() == 0
     with pytest.raises(BudgetExceededError):
-        async with b.spend("response"):
+        async with b.spend("response", tokens=1):
             pass
+
+
+def test_a_reservation_never_taken_is_given_back_whole() -> None:
+    pool = Budget(calls=2, tokens=100)
+    child = Budget(calls=1, parent=pool)
+    r = child.try_reserve("response", tokens=60)
+    assert r is not None and pool.try_reserve("response", tokens=60) is None
+    child.release(r)
+    assert pool.remaining_calls() == 2 and pool.usage().calls == 0
+    assert pool.try_reserve("response", tokens=100) is not None
+
+
+def test_each_level_prices_with_its_own_prices() -> None:
+    pool = Budget(cost=1.0, prices={"response": Price(10.0, 10.0)})
+    cheap = Budget(calls=5, cost=1.0, prices={"response": Price(0.0, 0.0)}, parent=pool)
+    r = cheap.try_reserve("response", tokens=50_000)
+    assert r is not None
+    cheap.settle(r, 40_000, 10_000)
+    assert cheap.usage().cost == 0.0 and pool.usage().cost == pytest.approx(0.5)
+    assert cheap.try_reserve("response", tokens=60_000) is None  # the pool's cap still binds
+
+
+def test_a_cost_cap_without_prices_anywhere_is_refused() -> None:
+    with pytest.raises(ConfigError, match="prices"):
+        Budget(calls=5, cost=0.001, parent=Budget(calls=10))
+    with pytest.raises(ConfigError, match="Limits"):
+        Budget(limits={"judge": 5})  # type: ignore[dict-item]

@@ -82,14 +82,17 @@ async def test_two_hundred_requests_share_one_pool() -> None:
     assert len(outcomes) == 200 and "refused" in outcomes
 
 
-async def test_cancel_mid_round_releases_reservations() -> None:
+async def test_cancel_mid_round_holds_nothing_and_counts_calls_in_flight() -> None:
+    """Cancelling a request leaves no reservation held; calls the model already received
+    count (the provider may bill them), so the pool is never overspent."""
     model = CountingChatModel(answer=instruction_following(2), latency=5)
-    pool = Budget(calls=4)
+    pool = Budget(calls=6)
     with anyio.move_on_after(0.2):
         await make_search().run(
             "Tell me about owls.", GOAL, responder(model), SearchSettings(budget=4), shared=pool
         )
-    assert pool.remaining_calls() == 4 and pool.usage().calls == 0
+    assert model.max_in_flight == 4 == pool.usage().calls  # all four had been sent
+    assert pool.remaining_calls() == 2  # nothing left held by the cancelled request
 
 
 async def test_transient_errors_are_retried_inside_the_budget() -> None:
@@ -193,9 +196,15 @@ async def test_malformed_optimizer_output_still_yields_valid_candidates() -> Non
 def test_plan_reports_upper_bounds() -> None:
     optimizer_llm = CountingChatModel()
     search = HIASearch(
-        [V], [WordCountScorer()], LLMPromptOptimizer(optimizer_llm), InstructionHeuristic([V])
+        [V],
+        [WordCountScorer()],
+        LLMPromptOptimizer(optimizer_llm, max_retries=1),
+        InstructionHeuristic([V]),
     )
     plan = search.plan(SearchSettings(search="greedy", budget=3, max_tokens=50, max_retries=0))
-    assert plan.response_calls == 3 and plan.response_tokens == 150
-    assert plan.rounds == 3 and plan.optimizer_calls == 3 and plan.draft_calls == 0
+    assert plan.response_calls == 3 and plan.response_tokens == 3 * 114
+    # 3 rounds x 1 seed x (1 call + 1 retry of the optimizer's own)
+    assert plan.rounds == 3 and plan.optimizer_calls == 6 and plan.draft_calls == 0
+    beam = search.plan(SearchSettings(search="beam", beam_width=2, budget=4, max_retries=0))
+    assert beam.optimizer_calls == 4 * 2 * 2  # one proposal per beam per round
     assert optimizer_llm.calls == 0

@@ -207,7 +207,8 @@ def test_constructor_validates() -> None:
         LLMJudgeScorer(llm, [Objective("a")], max_concurrency=0)
     with pytest.raises(ConfigError, match="rubrics"):
         LLMJudgeScorer(llm, [Objective("a")], rubrics={"b": "x"})
-    assert LLMJudgeScorer(llm, [Objective("a")]).model_calls_per_item == 1
+    assert LLMJudgeScorer(llm, [Objective("a")]).model_calls_per_item == 2  # + 1 follow-up
+    assert LLMJudgeScorer(llm, [Objective("a")], retries=0).model_calls_per_item == 1
 
 
 FORMATS: list[Callable[[dict[str, int]], str]] = [

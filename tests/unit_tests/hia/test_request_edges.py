@@ -1,0 +1,123 @@
+"""Edges of a request that budgets and users hit: whole conversations, bounds, images,
+custom scales, side-role caps, a pool running dry, long prompts, empty goals.
+
+Why: each of these once overspent a budget, dropped input silently or threw away answers
+already paid for; the tests pin the behaviour users are promised in the README.
+"""
+
+from __future__ import annotations
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+
+from hia_chain.aligned import AlignedChatModel
+from hia_chain.budget import Budget, Limits
+from hia_chain.errors import BudgetExceededError, ConfigError
+from hia_chain.goals import Objective
+from hia_chain.optimizer import LLMPromptOptimizer, TemplateOptimizer
+from hia_chain.scorers.instruction import InstructionHeuristic
+from hia_chain.scorers.text import VerbosityScorer
+from hia_chain.search import HIASearch, Response, SearchSettings
+from hia_chain.search.stage1 import near_duplicate
+from tests.unit_tests.fakes import CountingChatModel, WordCountScorer, instruction_following
+
+V = Objective("verbosity")
+
+
+def aligned(model: CountingChatModel, **kw: object) -> AlignedChatModel:
+    kw.setdefault("goal", {"verbosity": 1})
+    return AlignedChatModel(
+        model=model,
+        objectives=[V],
+        scorers=[WordCountScorer()],
+        heuristic=InstructionHeuristic([V]),
+        **kw,
+    )
+
+
+async def test_token_bounds_cover_the_whole_conversation() -> None:
+    """A long system prompt is sent with every candidate: the token cap must count it."""
+    model = CountingChatModel(answer=instruction_following(0))
+    pool = Budget(calls=10, tokens=2000)
+    llm = aligned(model, budget=4, max_tokens=50, shared_budget=pool)
+    system = SystemMessage(" ".join(["context"] * 400))  # ~3200 characters
+    with pytest.raises(BudgetExceededError, match="single response call"):
+        await llm.ainvoke([system, HumanMessage("Tell me about owls.")])
+    assert model.calls == 0
+
+
+async def test_max_tokens_reaches_the_response_model() -> None:
+    model = CountingChatModel(answer=instruction_following(1))
+    await aligned(model, budget=2, max_tokens=40).ainvoke("Tell me about owls.")
+    assert [kw.get("max_tokens") for kw in model.call_kwargs] == [40, 40]
+
+
+async def test_images_and_other_blocks_are_kept_in_every_candidate() -> None:
+    model = CountingChatModel(answer=instruction_following(2))
+    image = {"type": "image", "url": "https://example.invalid/owl.png"}
+    message = HumanMessage(content=[{"type": "text", "text": "What bird is this?"}, image])
+    await aligned(model, budget=2).ainvoke([message])
+    for sent in model.messages_seen:
+        blocks = sent[-1].content
+        assert image in blocks and sent[-1].text.startswith("What bird is this?")
+
+
+def test_builtin_scorers_follow_a_custom_scale() -> None:
+    ten = Objective("verbosity", high=10)
+    llm = AlignedChatModel(model=CountingChatModel(), objectives=[ten], goal={"verbosity": 9})
+    (scorer,) = llm.scorers or []
+    assert isinstance(scorer, VerbosityScorer) and scorer.high == 10
+
+
+async def test_an_optimizer_cap_returns_the_best_answer_so_far() -> None:
+    rewriter = CountingChatModel(answer=lambda p, i: "1. Tell me about owls. Answer briefly.")
+    model = CountingChatModel(answer=instruction_following(3))
+    search = HIASearch([V], [WordCountScorer()], LLMPromptOptimizer(rewriter, max_retries=0))
+    pool = Budget(limits={"optimizer": Limits(calls=1)})
+    settings = SearchSettings(search="greedy", filter="order", budget=3, max_retries=0)
+
+    async def respond(prompt: str) -> Response:
+        msg = await model.ainvoke(prompt)
+        return Response(msg.text, message=msg)
+
+    result = await search.run(
+        "Tell me about owls.", {"verbosity": 1}, respond, settings, shared=pool
+    )
+    assert rewriter.calls == 1 and model.calls == 1 and result.best.measured is not None
+    assert result.budget_exhausted and "optimizer" in result.stopped
+
+
+async def test_a_pool_running_dry_between_rounds_is_reported() -> None:
+    model = CountingChatModel(answer=instruction_following(4))
+    pool = Budget(calls=1)
+    msg = await aligned(model, budget=3, search="greedy", shared_budget=pool).ainvoke(
+        "Tell me about owls."
+    )
+    trace = msg.response_metadata["hia"]
+    assert trace["calls"] == 1 == model.calls
+    assert trace["budget_exhausted"] and trace["stopped"] == "budget exhausted"
+
+
+async def test_rewrites_of_a_long_prompt_are_not_duplicates_of_it() -> None:
+    prompt = "Summarise the following report. " + " ".join(f"fact{i}" for i in range(200))
+    model = CountingChatModel(answer=instruction_following(5))
+    search = HIASearch([V], [WordCountScorer()], TemplateOptimizer(), InstructionHeuristic([V]))
+    settings = SearchSettings(search="bon", budget=4)
+
+    async def respond(p: str) -> Response:
+        msg = await model.ainvoke(p)
+        return Response(msg.text, message=msg)
+
+    result = await search.run(prompt, {"verbosity": 1}, respond, settings)
+    sent = {c.prompt for c in result.candidates if c.sent}
+    assert len(sent) == 4 and result.rounds == 1
+    assert near_duplicate(prompt, prompt + " Be brief.", prompt + " Be brief!")
+    assert not near_duplicate(
+        prompt, prompt + " Be concise, not verbose.", prompt + " Be verbose, not concise."
+    )
+
+
+async def test_an_empty_per_call_goal_is_an_error_not_the_default() -> None:
+    llm = aligned(CountingChatModel(), budget=1)
+    with pytest.raises(ConfigError, match="goal"):
+        await llm.ainvoke("Tell me about owls.", goal={})
