@@ -14,27 +14,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hia_chain.errors import ConfigError, HIAError
+from hia_chain.goals import parse_goal
 
 __all__ = ["build_parser", "main", "parse_goal"]
-
-
-def parse_goal(items: Sequence[str] | None) -> dict[str, float]:
-    """Turn ``["verbosity=1", "complexity=3"]`` into a goal dict.
-
-    Raises:
-        ConfigError: an item is not NAME=NUMBER.
-    """
-    goal: dict[str, float] = {}
-    for item in items or []:
-        name, sep, value = item.partition("=")
-        try:
-            goal[name.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            msg = f"--goal {item!r}: expected NAME=NUMBER, e.g. --goal verbosity=1."
-            raise ConfigError(msg)
-    return goal
 
 
 def _add_align(sub: argparse._SubParsersAction) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "RewardFunction",
     "RewardName",
     "get_reward_function",
+    "parse_goal",
     "validate_goal",
     "validate_scores",
 ]
@@ -116,6 +117,25 @@ def validate_goal(objectives: Sequence[Objective], goal: Mapping[str, float]) ->
             raise ConfigError(msg)
         out[name] = float(target)
     return out
+
+
+def parse_goal(items: Sequence[str] | None) -> dict[str, float]:
+    """Turn command-line ``["verbosity=1", "complexity=3"]`` into a goal dict.
+
+    Raises:
+        ConfigError: an item is not NAME=NUMBER.
+    """
+    goal: dict[str, float] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        try:
+            goal[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            msg = f"--goal {item!r}: expected NAME=NUMBER, e.g. --goal verbosity=1."
+            raise ConfigError(msg)
+    return goal
 
 
 def validate_scores(

@@ -9,9 +9,16 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["LocalChatModel", "embedded_model_path", "load_embedded", "serve_model"]
+__all__ = [
+    "IVGChatModel",
+    "LocalChatModel",
+    "embedded_model_path",
+    "load_embedded",
+    "serve_model",
+]
 
 _WHERE = {
+    "IVGChatModel": "hia_chain.local.ivg_chat_model",
     "LocalChatModel": "hia_chain.local.chat_model",
     "embedded_model_path": "hia_chain.local.embedded",
     "load_embedded": "hia_chain.local.embedded",

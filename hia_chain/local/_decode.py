@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 
 from hia_chain.errors import LocalExtraMissingError
 from hia_chain.local._hf_adapter import CausalStream
-from hia_chain.local.guidance import LogitsProcessor, ProcessorList, guided_logits
+from hia_chain.local.guidance import LogitsProcessor, guided_logits
 
 try:
     import torch
+    from transformers import LogitsProcessorList
 except ImportError as exc:  # the [local] extra is not installed
     msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
     raise LocalExtraMissingError(msg) from exc
@@ -78,7 +79,7 @@ def guided_decode(
     (``(b,)`` bool) only emit ``pad_id``. ``feed_last=False`` skips the forward pass after the
     final step when nobody will decode further. Stops early once every row has ended.
     """
-    process = processors if callable(processors) else ProcessorList(processors)
+    process = processors if callable(processors) else LogitsProcessorList(processors)
     streams = [base, *(guidance.streams() if guidance else [])]
     b, dev = base.batch_size, base.ids.device
     done = torch.zeros(b, dtype=torch.bool, device=dev) if finished is None else finished.to(dev)

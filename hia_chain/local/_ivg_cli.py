@@ -6,8 +6,8 @@
         --guidance both --beam-width 2 --successors 2 --chunk-length 8 --beta 2 --json
 
 Thin on purpose: it parses flags, builds an :class:`IVGChatModel`, invokes it and prints. The
-final text is scored by the built-in scorers of the goal's objectives (all three when no goal
-is given), so ``--json`` shows what the guidance achieved.
+final text is scored by the built-in scorers of the goal's objectives (``sentiment=4`` when no
+goal is given), so ``--json`` shows what the guidance achieved.
 """
 
 from __future__ import annotations
@@ -20,30 +20,9 @@ from typing import Any
 
 from hia_chain.errors import ConfigError, HIAError
 
-__all__ = ["parse_goal", "register"]
+DEFAULT_GOAL = {"sentiment": 4.0}
 
-
-def parse_goal(items: list[str] | None) -> dict[str, float]:
-    """``["sentiment=4"]`` -> ``{"sentiment": 4.0}``, checked against the built-in objectives.
-
-    Raises:
-        ConfigError: an item is not NAME=NUMBER, names an unknown objective or is off-scale.
-    """
-    from hia_chain.goals import validate_goal
-    from hia_chain.scorers.text import BUILTIN_OBJECTIVES
-
-    goal: dict[str, float] = {}
-    for item in items or []:
-        name, sep, raw = item.partition("=")
-        try:
-            value = float(raw)
-        except ValueError:
-            sep = ""
-        if not sep or not name.strip():
-            msg = f"--goal {item!r}: expected NAME=NUMBER, e.g. --goal sentiment=4."
-            raise ConfigError(msg)
-        goal[name.strip()] = value
-    return validate_goal(list(BUILTIN_OBJECTIVES.values()), goal) if goal else {}
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -52,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "ivg", help="Decode the local model with token- and/or chunk-level value guidance (IVG)."
     )
     p.add_argument("prompt")
-    p.add_argument("--goal", action="append", metavar="NAME=VALUE", help="repeatable; 0–4 scale")
+    p.add_argument(
+        "--goal",
+        action="append",
+        metavar="NAME=VALUE",
+        help="repeatable; 0–4 scale (default sentiment=4, the IVG paper's steering task)",
+    )
     p.add_argument("--guidance", choices=["none", "token", "chunk", "both"], default="both")
     p.add_argument("--beam-width", type=int, default=2, metavar="W", help="beams kept (default 2)")
     p.add_argument("--successors", type=int, default=2, metavar="K", help="per beam (default 2)")
@@ -68,18 +52,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _score(text: str, goal: dict[str, float]) -> tuple[dict[str, float], float | None]:
-    """Built-in scores of ``text`` (goal objectives, or all) and the euclidean reward."""
+def _score(text: str, goal: dict[str, float]) -> tuple[dict[str, float], float]:
+    """Built-in scores of ``text`` on the goal's objectives and the euclidean reward."""
     from hia_chain.goals import get_reward_function
     from hia_chain.local.values import run_coroutine
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 
-    names = list(goal) or list(BUILTIN_OBJECTIVES)
     scores: dict[str, float] = {}
-    for scorer in builtin_scorers(names):
+    for scorer in builtin_scorers(list(goal)):
         scores.update(run_coroutine(lambda s=scorer: s.ascore("", [text]))[0])
     reward = get_reward_function("euclidean", list(BUILTIN_OBJECTIVES.values()))
-    return scores, (reward(goal, scores) if goal else None)
+    return scores, reward(goal, scores)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    goal = parse_goal(args.goal)
+    from hia_chain.goals import parse_goal, validate_goal
+    from hia_chain.scorers.text import BUILTIN_OBJECTIVES
+
+    goal = validate_goal(list(BUILTIN_OBJECTIVES.values()), parse_goal(args.goal) or DEFAULT_GOAL)
     if args.chunk_length < 0:
         msg = f"--chunk-length must be >= 0 (0 = one chunk to the end), got {args.chunk_length}."
         raise ConfigError(msg)
@@ -101,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     llm = IVGChatModel(
         model_path=args.model_path,
         guidance=args.guidance,
-        goal=goal or None,
+        goal=goal,
         beta=args.beta,
         beam_width=args.beam_width,
         successors_per_beam=args.successors,
@@ -134,5 +120,5 @@ def _run(args: argparse.Namespace) -> int:
     print(message.text)  # noqa: T201
     shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
     line = f"[{trace['guidance']}] {trace['new_tokens']} tokens in {seconds:.1f}s; {shown}"
-    print(line + (f"; reward {reward:.3f}" if reward is not None else ""), file=sys.stderr)  # noqa: T201
+    print(f"{line}; reward {reward:.3f}", file=sys.stderr)  # noqa: T201
     return 0

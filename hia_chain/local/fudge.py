@@ -24,12 +24,12 @@ tuned model and its untouched reference become the explicit guide pair::
 
     samples = sample_and_score(model, tok, prompts, scorer, {"sentiment": 4})
     pairs = Dataset.from_list(preference_pairs(samples))   # prompt / chosen / rejected
-    policy = copy.deepcopy(model).train()
+    policy = copy.deepcopy(model).train()                   # import copy
     DPOTrainer(model=policy, ref_model=model, args=DPOConfig(output_dir="dpo", beta=0.1),
                train_dataset=pairs, processing_class=tok).train()
-    llm = IVGChatModel(hf_model=base, tokenizer=tok, tuned_model=policy.eval(),
-                       reference_model=model, guide_tokenizer=tok, guidance="both",
-                       goal={"sentiment": 4})
+    llm = IVGChatModel(hf_model=large_model, tokenizer=tok,  # any model with this vocabulary
+                       tuned_model=policy.eval(), reference_model=model, guide_tokenizer=tok,
+                       guidance="both", goal={"sentiment": 4})
 
 The pair must share the base model's vocabulary (checked: a mismatch raises ConfigError).
 """
@@ -191,12 +191,17 @@ def _prefix_dataset(
 
 
 def _ridge(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
-    """Weights and bias of ridge regression on already-standardised ``x``."""
+    """Weights and (unpenalised) intercept of ridge regression of ``y`` on ``x``.
+
+    Centres both sides on these rows, so the intercept is right for any rows, including a
+    refit on more rows than the standardisation was computed on.
+    """
     x64, y64 = x.double(), y.double()
-    bias = float(y64.mean())
-    gram = x64.T @ x64 + lam * torch.eye(x64.shape[1], dtype=torch.float64)
-    weights = torch.linalg.solve(gram, x64.T @ (y64 - bias))
-    return weights.float(), bias
+    x_mean, y_mean = x64.mean(0), y64.mean()
+    xc = x64 - x_mean
+    gram = xc.T @ xc + lam * torch.eye(x64.shape[1], dtype=torch.float64)
+    weights = torch.linalg.solve(gram, xc.T @ (y64 - y_mean))
+    return weights.float(), float(y_mean - x_mean @ weights)
 
 
 def train_value_head(

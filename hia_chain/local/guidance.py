@@ -1,17 +1,9 @@
-"""Token-level value guidance: logits processors and the guidance combiner (DESIGN §3).
+"""Token-level value guidance: the sampling chain and the guidance combiner (DESIGN §3).
 
-Every processor is a small class called as ``processor(input_ids, scores) -> new_scores``:
-
-* ``input_ids``: ``(batch, sequence)`` token ids so far (unused by the processors here, kept so
-  they compose with ``transformers`` processors, which share the signature);
-* ``scores``: ``(batch, vocab)`` last-position logits.
-
-They validate their arguments in ``__init__`` (the error shows the bad value), never modify
-``scores`` in place (they return a new tensor built with ``masked_fill``/division) and compose
-through :class:`ProcessorList`. They are written here rather than imported from
-``transformers.generation`` so this module needs torch alone; the unit tests check that they
-give exactly what ``TemperatureLogitsWarper``, ``TopKLogitsWarper`` and ``TopPLogitsWarper``
-give.
+Sampling uses ``transformers``' own ``TemperatureLogitsWarper`` → ``TopKLogitsWarper`` →
+``TopPLogitsWarper`` (called as ``processor(input_ids, scores) -> new_scores``, never in
+place), so guided and plain decoding sample exactly as ``generate`` does; this module only
+validates the settings with errors that name them.
 
 Token guidance (the IVG/EFT rule, on raw last-position logits over the full vocabulary)::
 
@@ -35,16 +27,18 @@ from hia_chain.goals import Objective
 
 try:
     import torch
+    from transformers import LogitsProcessorList
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
 except ImportError as exc:  # the [local] extra is not installed
     msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
     raise LocalExtraMissingError(msg) from exc
 
 __all__ = [
     "LogitsProcessor",
-    "ProcessorList",
-    "TemperatureProcessor",
-    "TopKProcessor",
-    "TopPProcessor",
     "check_shared_vocabulary",
     "goal_system_prompt",
     "guided_logits",
@@ -65,87 +59,9 @@ class LogitsProcessor(Protocol):
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
 
 
-class ProcessorList(list[LogitsProcessor]):
-    """Processors applied in order; an empty list returns ``scores`` unchanged."""
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        for processor in self:
-            scores = processor(input_ids, scores)
-        return scores
-
-
-class TemperatureProcessor:
-    """Divide logits by ``temperature`` (> 0): below 1 sharpens, above 1 flattens.
-
-    Greedy decoding is not a temperature: callers that want it skip sampling (``argmax``).
-
-    Raises:
-        ConfigError: ``temperature`` is not a finite number > 0.
-    """
-
-    def __init__(self, temperature: float) -> None:
-        if (
-            not (isinstance(temperature, int | float) and math.isfinite(temperature))
-            or temperature <= 0
-        ):
-            msg = f"`temperature` must be a finite number > 0, got {temperature!r}."
-            raise ConfigError(msg)
-        self.temperature = float(temperature)
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return scores / self.temperature
-
-
-class TopKProcessor:
-    """Keep the ``top_k`` highest logits per row; the rest become ``filter_value``.
-
-    Ties at the k-th value are all kept (the same rule as ``transformers``).
-
-    Raises:
-        ConfigError: ``top_k`` is not an integer >= 1.
-    """
-
-    def __init__(self, top_k: int, filter_value: float = -math.inf) -> None:
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            msg = f"`top_k` must be an integer >= 1, got {top_k!r}."
-            raise ConfigError(msg)
-        self.top_k = top_k
-        self.filter_value = filter_value
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        k = min(self.top_k, scores.size(-1))
-        kth = torch.topk(scores, k, dim=-1).values[..., -1:]
-        return scores.masked_fill(scores < kth, self.filter_value)
-
-
-class TopPProcessor:
-    """Nucleus filtering: keep the smallest set of tokens whose probability reaches ``top_p``.
-
-    The most likely token is always kept, so a row never becomes all ``-inf``.
-
-    Raises:
-        ConfigError: ``top_p`` is not in (0, 1].
-    """
-
-    def __init__(self, top_p: float, filter_value: float = -math.inf) -> None:
-        if not isinstance(top_p, int | float) or not 0 < top_p <= 1:
-            msg = f"`top_p` must be a number in (0, 1], got {top_p!r}."
-            raise ConfigError(msg)
-        self.top_p = float(top_p)
-        self.filter_value = filter_value
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        ascending, order = torch.sort(scores, dim=-1, descending=False)
-        tail_mass = ascending.softmax(dim=-1).cumsum(dim=-1)
-        drop_sorted = tail_mass <= (1 - self.top_p)
-        drop_sorted[..., -1:] = False  # the most likely token always stays
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        return scores.masked_fill(drop, self.filter_value)
-
-
 def sampling_processors(
     temperature: float, top_k: int | None = None, top_p: float | None = None
-) -> ProcessorList:
+) -> LogitsProcessorList:
     """temperature → top-k → top-p, skipping the no-op ones (``top_k=None``, ``top_p=1``).
 
     ``temperature == 0`` means greedy: no temperature processor is added and the caller takes
@@ -157,13 +73,19 @@ def sampling_processors(
     if not (isinstance(temperature, int | float) and math.isfinite(temperature)) or temperature < 0:
         msg = f"`temperature` must be a finite number >= 0 (0 = greedy), got {temperature!r}."
         raise ConfigError(msg)
-    processors = ProcessorList()
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        msg = f"`top_k` must be an integer >= 1, got {top_k!r}."
+        raise ConfigError(msg)
+    if top_p is not None and not (isinstance(top_p, int | float) and 0 < top_p <= 1):
+        msg = f"`top_p` must be a number in (0, 1], got {top_p!r}."
+        raise ConfigError(msg)
+    processors = LogitsProcessorList()
     if temperature > 0 and temperature != 1:
-        processors.append(TemperatureProcessor(temperature))
+        processors.append(TemperatureLogitsWarper(float(temperature)))
     if top_k is not None:
-        processors.append(TopKProcessor(top_k))
+        processors.append(TopKLogitsWarper(top_k))
     if top_p is not None and top_p != 1:
-        processors.append(TopPProcessor(top_p))
+        processors.append(TopPLogitsWarper(float(top_p)))
     return processors
 
 

@@ -49,7 +49,7 @@ from hia_chain.scorers._features import (
     SentenceEmbeddingFeaturizer,
     added_text,
 )
-from hia_chain.scorers.base import Heuristic, Prediction
+from hia_chain.scorers.base import Heuristic, Prediction, check_batch
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
 
 __all__ = [
@@ -200,7 +200,8 @@ class LearnedHeuristic(Heuristic):
         if self.fallback is None:
             return [{n: sum(self._scale(n)) / 2 for n in names} for _ in candidates]
         preds = await self.fallback.apredict(original, candidates, names, context)
-        out = [{n: float(p.scores[n]) for n in names} for p in preds]
+        source = f"fallback heuristic {self.fallback.name!r}"
+        out = check_batch([p.scores for p in preds], len(candidates), names, source=source)
         with self._lock:
             if len(self._priors) > 8192:
                 self._priors.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -75,14 +76,20 @@ class SearchSettings:
         if self.filter not in FILTERS:
             msg = f"`filter` must be one of {', '.join(FILTERS)}; got {self.filter!r}."
             raise ConfigError(msg)
-        for name in ("budget", "beam_width", "max_concurrency"):
+        for name, low, optional in (
+            ("budget", 1, False),
+            ("beam_width", 1, False),
+            ("max_concurrency", 1, False),
+            ("max_retries", 0, False),
+            ("candidates_per_round", 1, True),
+            ("max_tokens", 1, True),
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                msg = f"`{name}` must be an integer >= 1, got {value!r}."
+            if optional and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                msg = f"`{name}` must be an integer >= {low}, got {value!r}."
                 raise ConfigError(msg)
-        if self.max_retries < 0:
-            msg = f"`max_retries` must be >= 0, got {self.max_retries}."
-            raise ConfigError(msg)
         n = self.candidates_per_round
         if n is not None and n < self.per_round:
             msg = (
@@ -91,8 +98,8 @@ class SearchSettings:
                 f"raise N to at least {self.per_round} or lower the budget."
             )
             raise ConfigError(msg)
-        if self.exploration < 0:
-            msg = f"`exploration` must be >= 0, got {self.exploration}."
+        if not (isinstance(self.exploration, int | float) and 0 <= self.exploration < math.inf):
+            msg = f"`exploration` must be a finite number >= 0, got {self.exploration!r}."
             raise ConfigError(msg)
 
     @property

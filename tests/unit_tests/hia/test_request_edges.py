@@ -121,3 +121,20 @@ async def test_an_empty_per_call_goal_is_an_error_not_the_default() -> None:
     llm = aligned(CountingChatModel(), budget=1)
     with pytest.raises(ConfigError, match="goal"):
         await llm.ainvoke("Tell me about owls.", goal={})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"exploration": float("nan")},
+        {"max_retries": 1.5},
+        {"max_retries": "2"},
+        {"candidates_per_round": 2.5},
+        {"max_tokens": -5},
+        {"budget": True},
+    ],
+)
+def test_bad_settings_are_refused_by_name(bad: dict[str, object]) -> None:
+    (name,) = bad
+    with pytest.raises(ConfigError, match=name):
+        SearchSettings(**bad)  # type: ignore[arg-type]

@@ -124,3 +124,18 @@ def test_preference_pairs_take_best_and_worst(samples: list[Sample]) -> None:
     assert pairs[0]["chosen"] == max(first, key=lambda s: s.reward).text
     assert pairs[0]["rejected"] == min(first, key=lambda s: s.reward).text
     assert preference_pairs([Sample("p", (5,), "a", -0.1), Sample("p", (6,), "b", -0.1)]) == []
+
+
+def test_ridge_intercept_is_right_on_uncentred_features() -> None:
+    """A refit on more rows than the standardisation saw must not shift the predictions."""
+    import torch
+
+    from hia_chain.local.fudge import _ridge
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 3, generator=gen) + 5.0  # far from centred
+    w_true = torch.tensor([0.5, -1.0, 2.0])
+    y = 3.0 + x @ w_true
+    w, b = _ridge(x, y, 1e-6)
+    torch.testing.assert_close(w, w_true, atol=1e-3, rtol=1e-3)
+    assert abs(b - 3.0) < 1e-2
