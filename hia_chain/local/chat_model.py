@@ -32,11 +32,40 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from hia_chain.errors import ConfigError
 
-__all__ = ["Generated", "LocalChatModel"]
+__all__ = ["Generated", "LocalChatModel", "conversation", "local_ls_params", "resolve_weights"]
 
 logger = logging.getLogger(__name__)
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+
+
+def conversation(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    """LangChain messages as chat-template dicts."""
+    return [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
+
+
+def resolve_weights(hf_model: Any, tokenizer: Any, model_path: str | None) -> tuple[Any, Any]:
+    """The injected model and tokenizer, the missing ones loaded from ``model_path`` (or the
+    embedded model), once per process."""
+    if hf_model is None or tokenizer is None:
+        from hia_chain.local.embedded import load_embedded
+
+        model, tok = load_embedded(Path(model_path) if model_path else None)
+        hf_model = model if hf_model is None else hf_model
+        tokenizer = tok if tokenizer is None else tokenizer
+    return hf_model, tokenizer
+
+
+def local_ls_params(model: Any, stop: list[str] | None, kwargs: dict[str, Any]) -> LangSmithParams:
+    """LangSmith params of a local chat model (it runs the one set of weights it holds)."""
+    return LangSmithParams(
+        ls_provider="hia_local",
+        ls_model_name=model.model_name,
+        ls_model_type="chat",
+        ls_temperature=kwargs.get("temperature", model.temperature),
+        ls_max_tokens=kwargs.get("max_tokens", model.max_tokens),
+        ls_stop=stop or model.stop,
+    )
 
 
 @dataclass(frozen=True)
@@ -118,24 +147,14 @@ class LocalChatModel(BaseChatModel):
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        return LangSmithParams(
-            ls_provider="hia_local",
-            ls_model_name=self.model_name,
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", self.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
-            ls_stop=stop or self.stop,
-        )
+        return local_ls_params(self, stop, kwargs)
 
     # -- model --------------------------------------------------------------------------
 
     def _resolve(self) -> tuple[Any, Any]:
-        if self.hf_model is None or self.tokenizer is None:
-            from hia_chain.local.embedded import load_embedded
-
-            model, tok = load_embedded(Path(self.model_path) if self.model_path else None)
-            self.hf_model = self.hf_model or model
-            self.tokenizer = self.tokenizer or tok
+        self.hf_model, self.tokenizer = resolve_weights(
+            self.hf_model, self.tokenizer, self.model_path
+        )
         return self.hf_model, self.tokenizer
 
     def _params(self, stop: list[str] | None, kwargs: dict[str, Any]) -> _Params:
@@ -151,7 +170,7 @@ class LocalChatModel(BaseChatModel):
         _, tok = self._resolve()
         texts = [
             tok.apply_chat_template(
-                [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in msgs],
+                conversation(msgs),
                 tokenize=False,
                 add_generation_prompt=True,
             )
@@ -161,6 +180,28 @@ class LocalChatModel(BaseChatModel):
             tok.pad_token = tok.eos_token
         tok.padding_side = "left"
         return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+    def _generate_ids(self, enc: Any, p: _Params, **extra: Any) -> Any:
+        """``generate`` on an encoded batch with these settings (the caller holds the lock)."""
+        import torch
+
+        model, tok = self._resolve()
+        if p.seed is not None:
+            torch.manual_seed(p.seed)
+        sample = p.temperature > 0
+        with torch.no_grad():
+            return model.generate(
+                **enc,
+                max_new_tokens=p.max_tokens,
+                do_sample=sample,
+                temperature=p.temperature if sample else None,
+                top_p=p.top_p if sample else None,
+                top_k=None,
+                pad_token_id=tok.pad_token_id,
+                stop_strings=list(p.stop) or None,
+                tokenizer=tok if p.stop else None,
+                **extra,
+            )
 
     def generate_texts(
         self,
@@ -173,26 +214,10 @@ class LocalChatModel(BaseChatModel):
         return self._run_batch(list(conversations), params)
 
     def _run_batch(self, conversations: list[Sequence[BaseMessage]], p: _Params) -> list[Generated]:
-        import torch
-
-        model, tok = self._resolve()
+        _, tok = self._resolve()
         with self._lock:
             enc = self._encode(conversations)
-            if p.seed is not None:
-                torch.manual_seed(p.seed)
-            sample = p.temperature > 0
-            with torch.no_grad():
-                out = model.generate(
-                    **enc,
-                    max_new_tokens=p.max_tokens,
-                    do_sample=sample,
-                    temperature=p.temperature if sample else None,
-                    top_p=p.top_p if sample else None,
-                    top_k=None,
-                    pad_token_id=tok.pad_token_id,
-                    stop_strings=list(p.stop) or None,
-                    tokenizer=tok if p.stop else None,
-                )
+            out = self._generate_ids(enc, p)
         results = []
         width = enc["input_ids"].shape[1]
         eos = {tok.eos_token_id, tok.pad_token_id}
@@ -305,34 +330,17 @@ class LocalChatModel(BaseChatModel):
         """Token-by-token text as it is generated; usage and finish reason in the last chunk."""
         from transformers import TextIteratorStreamer
 
-        model, tok = self._resolve()
+        _, tok = self._resolve()
         p = self._params(stop, kwargs)
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
         result: list[Generated] = []
         errors: list[BaseException] = []
 
         def work() -> None:
-            import torch
-
             try:
                 with self._lock:
                     enc = self._encode([messages])
-                    if p.seed is not None:
-                        torch.manual_seed(p.seed)
-                    sample = p.temperature > 0
-                    with torch.no_grad():
-                        out = model.generate(
-                            **enc,
-                            max_new_tokens=p.max_tokens,
-                            do_sample=sample,
-                            streamer=streamer,
-                            temperature=p.temperature if sample else None,
-                            top_p=p.top_p if sample else None,
-                            top_k=None,
-                            pad_token_id=tok.pad_token_id,
-                            stop_strings=list(p.stop) or None,
-                            tokenizer=tok if p.stop else None,
-                        )
+                    out = self._generate_ids(enc, p, streamer=streamer)
                 new = out[0, enc["input_ids"].shape[1] :].tolist()
                 ended = tok.eos_token_id in new
                 n = new.index(tok.eos_token_id) + 1 if ended else len(new)

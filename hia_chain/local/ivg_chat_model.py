@@ -28,7 +28,6 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import anyio
@@ -41,6 +40,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective, RewardName, validate_goal
+from hia_chain.local.chat_model import conversation, local_ls_params, resolve_weights
 from hia_chain.local.guidance import goal_system_prompt, with_system_prompt
 
 __all__ = ["IVGChatModel"]
@@ -50,7 +50,6 @@ _IDENTIFYING = (
     "model_name model_path guidance goal beta beam_width successors_per_beam chunk_tokens "
     "temperature top_k top_p max_tokens"
 ).split()
-_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
 class IVGChatModel(BaseChatModel):
@@ -156,14 +155,7 @@ class IVGChatModel(BaseChatModel):
         return {k: getattr(self, k) for k in _IDENTIFYING}
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        return LangSmithParams(
-            ls_provider="hia_local",
-            ls_model_name=self.model_name,
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", self.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
-            ls_stop=stop or self.stop,
-        )
+        return local_ls_params(self, stop, kwargs)
 
     def _objectives(self) -> list[Objective]:
         from hia_chain.scorers.text import BUILTIN_OBJECTIVES
@@ -171,12 +163,9 @@ class IVGChatModel(BaseChatModel):
         return list(self.objectives) if self.objectives else list(BUILTIN_OBJECTIVES.values())
 
     def _resolve(self) -> tuple[Any, Any]:
-        if self.hf_model is None or self.tokenizer is None:
-            from hia_chain.local.embedded import load_embedded
-
-            model, tok = load_embedded(Path(self.model_path) if self.model_path else None)
-            self.hf_model = model if self.hf_model is None else self.hf_model
-            self.tokenizer = tok if self.tokenizer is None else self.tokenizer
+        self.hf_model, self.tokenizer = resolve_weights(
+            self.hf_model, self.tokenizer, self.model_path
+        )
         return self.hf_model, self.tokenizer
 
     # -- one search ---------------------------------------------------------------------
@@ -263,11 +252,6 @@ class IVGChatModel(BaseChatModel):
         if run_manager:
             run_manager.on_llm_new_token(message.text, chunk=chunk)
         yield chunk
-
-
-def conversation(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    """LangChain messages as chat-template dicts."""
-    return [{"role": _ROLES.get(m.type, "user"), "content": m.text} for m in messages]
 
 
 _OVERRIDES = ("goal", "seed", "max_tokens", "temperature", "beta", "guidance")

@@ -41,8 +41,8 @@ import anyio
 import numpy as np
 
 from hia_chain.context import RunContext
-from hia_chain.errors import ConfigError, RewardModelError
-from hia_chain.goals import Objective
+from hia_chain.errors import ConfigError
+from hia_chain.goals import Objective, validate_scores
 from hia_chain.scorers._features import (
     Featurizer,
     HashingFeaturizer,
@@ -324,16 +324,7 @@ class LearnedHeuristic(Heuristic):
         Raises:
             RewardModelError: a measured score is not a finite number.
         """
-        clean: dict[str, float] = {}
-        for name, value in measured.items():
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-            ):
-                msg = f"LearnedHeuristic.observe got {value!r} for objective {name!r}; expected a finite number."
-                raise RewardModelError(msg)
-            clean[name] = float(value)
+        clean = validate_scores(measured, list(measured), source="LearnedHeuristic.observe")
         with self._lock:
             remembered = dict(self._priors.get((original, candidate), {}))
         if self.fallback is None:
