@@ -16,6 +16,7 @@ Two pitfalls of the public IVG code are handled here once:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -163,7 +164,15 @@ class CausalStream:
         """Encode left-padded prompts once and keep the cache and last-position logits."""
         ids, mask = left_pad(prompts, pad_id, model_device(model))
         positions = positions_from_mask(mask)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True)
+        # Only the last position's logits are used: skip prompt × vocabulary floats per row.
+        last_only = (
+            {"logits_to_keep": 1}
+            if "logits_to_keep" in inspect.signature(model.forward).parameters
+            else {}
+        )
+        out = model(
+            input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **last_only
+        )
         return cls(
             model=model,
             ids=ids,
