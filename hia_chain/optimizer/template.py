@@ -10,9 +10,8 @@ moves the level against the measured error: an answer that came out too long get
 
 from __future__ import annotations
 
-import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective
@@ -42,6 +41,19 @@ def _instruction(obj: Objective, level: int, variant: int) -> str:
     return text
 
 
+def _offsets_at(m: int, distance: int) -> Iterator[tuple[int, ...]]:
+    """Every vector of ``m`` offsets from ``_OFFSETS`` whose absolute values sum to ``distance``."""
+    if m == 0:
+        if distance == 0:
+            yield ()
+        return
+    for first in _OFFSETS:
+        rest = distance - abs(first)
+        if 0 <= rest <= 2 * (m - 1):
+            for tail in _offsets_at(m - 1, rest):
+                yield (first, *tail)
+
+
 class TemplateOptimizer(PromptOptimizer):
     """Composes ``original + instructions`` for every objective in the goal.
 
@@ -57,15 +69,10 @@ class TemplateOptimizer(PromptOptimizer):
     ) -> list[Proposal]:
         objs = request.objectives
         base = self._base_levels(request)
-        combos = list(
-            itertools.product(itertools.product(_OFFSETS, repeat=len(objs)), range(self.phrasings))
-        )
         rng = random.Random(request.seed)
-        rng.shuffle(combos)  # seeded order among equally-ranked combinations
-        combos.sort(key=lambda c: (sum(map(abs, c[0])), max(map(abs, c[0]), default=0), c[1]))
         out: list[Proposal] = []
         seen: set[tuple[tuple[int, ...], int]] = set()
-        for offsets, variant in combos:
+        for offsets, variant in self._combos(len(objs), rng):
             levels = tuple(min(4, max(0, b + o)) for b, o in zip(base, offsets, strict=True))
             if (levels, variant) in seen:
                 continue
@@ -74,8 +81,8 @@ class TemplateOptimizer(PromptOptimizer):
                 _instruction(o, lv, variant) for o, lv in zip(objs, levels, strict=True)
             )
             prompt = f"{request.prompt.rstrip()}\n\n{instructions}"
-            if prompt in request.avoid:
-                continue
+            if prompt in request.avoid or any(p.prompt == prompt for p in out):
+                continue  # (phrasings can coincide, e.g. an objective with no description)
             out.append(
                 Proposal(
                     prompt=prompt,
@@ -86,6 +93,22 @@ class TemplateOptimizer(PromptOptimizer):
             if len(out) >= request.n:
                 break
         return out
+
+    def _combos(self, m: int, rng: random.Random) -> Iterator[tuple[tuple[int, ...], int]]:
+        """(level offsets, phrasing) nearest the target first, lazily: 5^m grows fast.
+
+        Ordered by total distance, then the largest single offset, then phrasing; seeded order
+        among equals.
+        """
+        for distance in range(2 * m + 1):
+            group = [
+                (offsets, variant)
+                for offsets in _offsets_at(m, distance)
+                for variant in range(self.phrasings)
+            ]
+            rng.shuffle(group)
+            group.sort(key=lambda c: (max(map(abs, c[0]), default=0), c[1]))
+            yield from group
 
     @staticmethod
     def _base_levels(request: OptimizeRequest) -> Sequence[int]:

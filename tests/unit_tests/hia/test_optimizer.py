@@ -103,3 +103,21 @@ async def test_mixed_interleaves_and_dedups() -> None:
     )
     assert len(out) == 4 and [p.origin for p in out[:2]] == ["llm", "template"]
     assert len({p.prompt for p in out}) == 4
+
+
+@pytest.mark.timeout(10)
+async def test_template_optimizer_scales_to_many_objectives() -> None:
+    """Ten objectives: 5^10 level combinations exist, but only the nearest N are built."""
+    objs = tuple(Objective(f"o{i}") for i in range(10))
+    request = OptimizeRequest(
+        prompt="Describe a cat.",
+        objectives=objs,
+        goal={o.name: 2.0 for o in objs},
+        n=8,
+        feedback=None,
+        seed=0,
+        avoid=frozenset(),
+    )
+    out = await TemplateOptimizer().apropose(request)
+    assert len(out) == 8 and len({p.prompt for p in out}) == 8
+    assert out[0].meta["levels"] == {o.name: 2 for o in objs}  # the target itself comes first
