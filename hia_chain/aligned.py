@@ -112,7 +112,8 @@ class AlignedChatModel(BaseChatModel):
     max_retries: int = 2
     """Retries of transient errors of the response model, each paid from the budget."""
     max_tokens: int | None = None
-    """Bound on response tokens per call for token/cost caps; default: the model's own."""
+    """Bound on response tokens per call: reserved by token/cost caps and passed to the model
+    when it differs from the model's own; default: the model's own."""
     exploration: float = 0.0
     optimizer: PromptOptimizer = Field(default_factory=TemplateOptimizer, exclude=True)
     scorers: list[ReferenceScorer] | None = Field(default=None, exclude=True)
@@ -418,11 +419,34 @@ def _own_max_tokens(model: Runnable[Any, Any]) -> int | None:
     return bound if isinstance(bound, int) else None
 
 
+_NON_TEXT_BLOCK_TOKENS = 2048
+"""Allowance per image/audio/file block: providers bill such a block by its size, not its
+characters (a high-detail image is about 1,100 tokens at OpenAI and 1,600 at Anthropic)."""
+
+
 def _fixed_chars(model: Runnable[Any, Any], messages: Sequence[BaseMessage], index: int) -> int:
-    """Characters sent with every candidate besides it: other messages, bound tool schemas."""
-    other = sum(len(str(m.content)) + 16 for i, m in enumerate(messages) if i != index)
-    bound = model.kwargs if isinstance(model, RunnableBinding) else {}
-    return other + (len(json.dumps(bound, default=str)) if bound else 0)
+    """An upper bound, in characters (≥ tokens), on what every candidate is sent with besides
+    its own text: the other messages with their tool calls, the aligned message's non-text
+    blocks, and everything bound to the model (tool schemas, settings) at any layer."""
+
+    def size(value: Any) -> int:
+        return len(json.dumps(value, default=str))
+
+    total = 0
+    for i, m in enumerate(messages):
+        blocks = m.content if isinstance(m.content, list) else [m.content]
+        other = [b for b in blocks if not (isinstance(b, dict) and b.get("type") == "text")]
+        non_text = [b for b in other if not isinstance(b, str)]
+        total += len(non_text) * _NON_TEXT_BLOCK_TOKENS
+        if i != index:
+            total += size(m.content) + size(getattr(m, "tool_calls", None) or []) + 16
+        elif non_text:
+            total += size(non_text)
+    layer = model
+    while isinstance(layer, RunnableBinding):
+        total += size(layer.kwargs)
+        layer = layer.bound
+    return total
 
 
 def _with_text(message: BaseMessage, text: str) -> HumanMessage:

@@ -303,7 +303,7 @@ class Budget:
         return self.settle(reservation, usage["input_tokens"], usage["output_tokens"])
 
     def release(self, reservation: Reservation) -> None:
-        """Give a reservation back unspent (the call was never made or was cancelled)."""
+        """Give a reservation back unspent: only for a call that was never started."""
         if reservation.done:
             return
         reservation.done = True

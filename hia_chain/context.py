@@ -16,7 +16,8 @@ from typing import Any
 
 import anyio
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, adispatch_custom_event
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, RunnableSequence
 
 from hia_chain.budget import Budget
 
@@ -36,11 +37,12 @@ class RunContext:
     """Characters every response call sends besides the candidate prompt (system prompt,
     history, tool schemas), so token bounds cover the whole request."""
     sync: bool = False
-    """The request came through a sync entry point (``invoke``, ``batch``): models are called
-    with their sync API on a worker thread. The search itself runs in a throwaway event loop
-    then, and provider SDKs bind their pooled async clients to the first loop that uses them
-    (langchain-openai caches one per base URL), so their async API would fail on the next
-    request with "Event loop is closed"."""
+    """The request came through a sync entry point (``invoke``, ``batch``): language models
+    are called with their sync API on a worker thread. The search itself runs in a throwaway
+    event loop then, and provider SDKs bind their pooled async clients to the first loop that
+    uses them (langchain-openai caches one per base URL), so their async API would fail on the
+    next request with "Event loop is closed". Other Runnables (user functions, which may be
+    async-only) keep their async API."""
 
     def child_config(self, tag: str) -> RunnableConfig:
         """Config for a model call made by a stage, nested under the aligned call's run."""
@@ -52,7 +54,7 @@ class RunContext:
     async def ainvoke(self, model: Runnable[Any, Any], input: Any, tag: str, **kwargs: Any) -> Any:
         """Call ``model`` as a child run tagged ``hia:<tag>``, sync or async like the request."""
         config = self.child_config(tag)
-        if self.sync:
+        if self.sync and _is_language_model(model):
             call = functools.partial(model.invoke, input, config, **kwargs)
             return await anyio.to_thread.run_sync(call)
         return await model.ainvoke(input, config, **kwargs)
@@ -69,7 +71,7 @@ class RunContext:
         config = self.child_config(tag)
         if max_concurrency is not None:
             config["max_concurrency"] = max_concurrency
-        if self.sync:
+        if self.sync and _is_language_model(model):
             call = functools.partial(model.batch, list(inputs), config, return_exceptions=True)
             return await anyio.to_thread.run_sync(call)
         return await model.abatch(list(inputs), config, return_exceptions=True)
@@ -80,6 +82,17 @@ class RunContext:
             await adispatch_custom_event(
                 name, data, config={"callbacks": self.run_manager.get_child()}
             )
+
+
+def _is_language_model(runnable: Runnable[Any, Any]) -> bool:
+    """A (bound) language model, or a chain that ends in one (``prompt | llm``)."""
+    while True:
+        if isinstance(runnable, RunnableBinding):
+            runnable = runnable.bound
+        elif isinstance(runnable, RunnableSequence):
+            runnable = runnable.last
+        else:
+            return isinstance(runnable, BaseLanguageModel)
 
 
 def estimate_tokens(text: str, max_tokens: int | None, extra_chars: int = 0) -> int | None:

@@ -35,7 +35,15 @@ class ConfigError(HIAError, ValueError):
 
 
 class BudgetExceededError(HIAError):
-    """Raised when the budget cannot pay for even one call, before any work is done."""
+    """Raised when a budget cannot pay for a call.
+
+    ``partial``: when a batch scorer ran out part-way, its results so far, one per input
+    (``None`` where the budget refused), so the answers it did score are not thrown away.
+    """
+
+    def __init__(self, message: str, *, partial: list | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 class AllCandidatesFilteredError(HIAError):

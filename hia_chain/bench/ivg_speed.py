@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import resource
 import statistics
@@ -191,7 +192,7 @@ def run_speed(
     for method in methods:
         r = raw[method.name]
         seconds = statistics.median(x for t in r["times"] for x in t)
-        ratio = ratio_to(r["times"], generate_by_rows[1])
+        ratio = ratio_to(r["times"], generate_by_rows[1]) if 1 in generate_by_rows else math.nan
         same = generate_by_rows.get(method.rows)
         same_ratio = ratio_to(r["times"], same) if same and method.kind == "loop" else None
         rows.append(

@@ -280,7 +280,14 @@ class LocalChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        future, lead = self._enqueue(messages, self._params(stop, kwargs))
+        params = self._params(stop, kwargs)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:  # called on an event loop's thread: waiting on a batch led there would deadlock
+            return self._result(self._run_batch([messages], params)[0])
+        future, lead = self._enqueue(messages, params)
         if lead:  # `batch` calls from worker threads join this one
             time.sleep(self.batch_window)
             self._execute(self._take_batch())

@@ -17,7 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from hia_chain.context import RunContext, estimate_tokens
-from hia_chain.errors import ConfigError, RewardModelError
+from hia_chain.errors import BudgetExceededError, ConfigError, RewardModelError
 from hia_chain.goals import Objective
 from hia_chain.scorers._parse import map_bounded, parse_scores, snippet
 from hia_chain.scorers.base import ReferenceScorer, check_batch
@@ -231,14 +231,23 @@ class LLMJudgeScorer(ReferenceScorer):
         Raises:
             RewardModelError: a reply still lacks a finite score for some objective after the
                 corrective retry (the message names the objective and shows the reply).
-            BudgetExceededError: the judge budget cannot pay for a call.
+            BudgetExceededError: the judge budget cannot pay for every call; its ``partial``
+                holds the grades it did make (``None`` for the rest).
         """
 
-        async def one(response: str) -> dict[str, float]:
-            return await self._score_one(prompt, response, context)
+        refused: list[BudgetExceededError] = []
+
+        async def one(response: str) -> dict[str, float] | None:
+            try:
+                return await self._score_one(prompt, response, context)
+            except BudgetExceededError as exc:  # keep grading the others the budget still covers
+                refused.append(exc)
+                return None
 
         results = await map_bounded(one, list(responses), self.max_concurrency)
-        return check_batch(results, len(responses), self.objectives, source="LLMJudgeScorer")
+        if refused:
+            raise BudgetExceededError(str(refused[0]), partial=results)
+        return check_batch(results, len(responses), self.objectives, source="LLMJudgeScorer")  # type: ignore[arg-type]
 
 
 def _corrective(judge: LLMJudgeScorer, missing: Sequence[str]) -> str:

@@ -73,15 +73,17 @@ class HIASearch:
             if self.heuristic and settings.filter == "heuristic" and not sample
             else 0
         )
-        draft_calls = rounds * settings.n * heuristic_calls
+        per_round = seeds * -(-settings.n // seeds)  # each beam asks for its share, rounded up
+        draft_calls = rounds * per_round * heuristic_calls
         judge_per_item = sum(s.model_calls_per_item for s in self.scorers)
+        draft_judge = sum(s.model_calls_per_item for s in getattr(self.heuristic, "scorers", ()))
         bound = estimate_tokens("", settings.max_tokens)  # + the prompt's characters, per call
         return Plan(
             response_calls=settings.budget,
             response_tokens=None if bound is None else settings.budget * bound,
             optimizer_calls=0 if sample else rounds * seeds * self.optimizer.model_calls_per_round,
             draft_calls=draft_calls,
-            judge_calls=(settings.budget + draft_calls) * judge_per_item,
+            judge_calls=settings.budget * judge_per_item + draft_calls * draft_judge,
             rounds=rounds,
             candidates_per_round=settings.n,
         )
@@ -136,13 +138,11 @@ class HIASearch:
                 exhausted, stopped = True, "budget exhausted"  # the shared pool ran dry
                 break
             k = min(settings.per_round, left)
-            try:
-                fresh = await self._propose(
-                    prompt, goal, active, settings, rounds, beams, candidates, ctx
-                )
-            except BudgetExceededError as exc:  # the optimizer's own cap: answer with what we have
-                exhausted, stopped = True, str(exc)
-                break
+            fresh, refused = await self._propose(
+                prompt, goal, active, settings, rounds, beams, candidates, ctx
+            )
+            if refused:  # the optimizer's own cap: send what it did propose, then stop
+                exhausted, stopped = True, refused
             candidates.extend(fresh)
             pool = [c for c in fresh if c.rejected is None]
             for j in range(max(0, k - len(pool)) if beams else 0):
@@ -160,19 +160,23 @@ class HIASearch:
             if settings.search == "sample":
                 batch = pool[:k]
             else:
-                batch = await stage1.select(
-                    prompt,
-                    pool,
-                    k,
-                    filter=settings.filter,
-                    heuristic=self.heuristic,
-                    objectives=active,
-                    goal=goal,
-                    reward=reward,
-                    rng=rng,
-                    exploration=settings.exploration,
-                    context=ctx,
-                )
+                try:
+                    batch = await stage1.select(
+                        prompt,
+                        pool,
+                        k,
+                        filter=settings.filter,
+                        heuristic=self.heuristic,
+                        objectives=active,
+                        goal=goal,
+                        reward=reward,
+                        rng=rng,
+                        exploration=settings.exploration,
+                        context=ctx,
+                    )
+                except BudgetExceededError as exc:  # e.g. a judge scoring drafts ran out
+                    exhausted, stopped = True, str(exc)
+                    break
             if not batch:
                 stopped = "no new candidates"
                 break
@@ -183,11 +187,9 @@ class HIASearch:
             outcome = await stage2.send(batch, respond, settings, ctx)
             exhausted |= outcome.exhausted
             failures.extend(outcome.failures)
-            try:
-                await stage2.measure(prompt, batch, self.scorers, goal, reward, ctx)
-            except BudgetExceededError as exc:  # the judge's own cap
-                exhausted, stopped = True, str(exc)
-                break
+            judged_short = await stage2.measure(prompt, batch, self.scorers, goal, reward, ctx)
+            if judged_short:  # the judge's own cap
+                exhausted, stopped = True, judged_short
             for c in batch:
                 if c.measured is not None and self.heuristic is not None:
                     self.heuristic.observe(prompt, c.prompt, c.measured)
@@ -198,7 +200,8 @@ class HIASearch:
                 measured, key=lambda c: reward.rank_key(goal, c.measured or {}), reverse=True
             )[:width]
             if exhausted:
-                stopped = "budget exhausted"
+                if stopped == "budget spent":  # no more specific reason was recorded
+                    stopped = "budget exhausted"
                 break
 
         measured = [c for c in candidates if c.measured is not None]
@@ -206,7 +209,8 @@ class HIASearch:
             if failures:
                 raise failures[-1]  # transient errors that outlived every retry, unchanged
             if exhausted:
-                raise BudgetExceededError("The shared budget ran out before any answer came back.")
+                msg = f"No answer could be measured within the budget: {stopped}"
+                raise BudgetExceededError(msg)
             raise AllCandidatesFilteredError("Every candidate prompt was rejected in stage 1.")
         best = max(measured, key=lambda c: reward.rank_key(goal, c.measured or {}))
         usage = {
@@ -238,8 +242,9 @@ class HIASearch:
         beams: list[Candidate],
         seen: list[Candidate],
         ctx: RunContext,
-    ) -> list[Candidate]:
-        """New candidates for this round, already validated against earlier ones."""
+    ) -> tuple[list[Candidate], str | None]:
+        """New candidates for this round, validated against earlier ones, and why the
+        optimizer stopped short (its own budget ran out), if it did."""
         next_id = len(seen)
 
         def make(text: str, origin: str, meta: dict | None = None) -> Candidate:
@@ -250,12 +255,13 @@ class HIASearch:
             )
 
         if settings.search == "sample":
-            return [make(prompt, "original") for _ in range(settings.per_round)]
+            return [make(prompt, "original") for _ in range(settings.per_round)], None
         fresh: list[Candidate] = []
         if round_ == 0:
             fresh.append(make(prompt, "original"))
         seeds: list[Candidate | None] = list(beams) if beams else [None]
         share = max(1, -(-(settings.n - len(fresh)) // len(seeds)))
+        refused = None
         for parent in seeds:
             feedback = (
                 Feedback(parent.prompt, parent.measured or {}, parent.meta) if parent else None
@@ -269,8 +275,13 @@ class HIASearch:
                 seed=None if settings.seed is None else settings.seed + round_,
                 avoid=frozenset(c.prompt for c in seen),
             )
-            for p in await self.optimizer.apropose(request, ctx):
+            try:
+                proposals = await self.optimizer.apropose(request, ctx)
+            except BudgetExceededError as exc:  # keep what earlier seeds (and the original) gave
+                refused = str(exc)
+                break
+            for p in proposals:
                 fresh.append(make(p.prompt, p.origin, dict(p.meta)))
         stage1.validate(prompt, fresh, seen)
         await ctx.event("hia_proposed", {"round": round_, "candidates": [c.trace() for c in fresh]})
-        return fresh
+        return fresh, refused

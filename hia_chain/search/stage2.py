@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -17,7 +18,7 @@ from hia_chain._retry import is_transient, retrying
 from hia_chain.budget import Budget
 from hia_chain.context import RunContext, estimate_tokens
 from hia_chain.errors import BudgetExceededError
-from hia_chain.goals import RewardFunction
+from hia_chain.goals import RewardFunction, validate_scores
 from hia_chain.scorers.base import ReferenceScorer, check_batch
 from hia_chain.search.types import Candidate, Responder, SearchSettings
 
@@ -129,21 +130,38 @@ async def measure(
     goal: dict[str, float],
     reward: RewardFunction,
     context: RunContext,
-) -> None:
-    """Score the answered candidates with every reference scorer and compute R(G, r)."""
+) -> str | None:
+    """Score the answered candidates with every reference scorer and compute R(G, r).
+
+    Returns why scoring stopped short (a judge's own budget ran out), else ``None``; the
+    candidates every scorer did grade are measured either way.
+    """
     done = [c for c in batch if c.response is not None]
     if not done:
-        return
+        return None
     texts = [c.response.text for c in done if c.response is not None]
-    merged: list[dict[str, float]] = [{} for _ in done]
+    merged: list[dict[str, float] | None] = [{} for _ in done]
+    stopped = None
     for scorer in scorers:
         wanted = [n for n in scorer.objectives if n in goal]
         if not wanted:
             continue
-        results = await scorer.ascore(original, texts, context)
-        checked = check_batch(results, len(done), wanted, source=type(scorer).__name__)
-        for row, scores in zip(merged, checked, strict=True):
-            row.update(scores)
+        source = type(scorer).__name__
+        try:
+            results: list[Any] = check_batch(
+                await scorer.ascore(original, texts, context), len(done), wanted, source=source
+            )
+        except BudgetExceededError as exc:
+            stopped = str(exc)
+            results = exc.partial or [None] * len(done)
+        for i, scores in enumerate(results):
+            row = merged[i]
+            if row is not None and scores is not None:
+                row.update(validate_scores(scores, wanted, source=source))
+            else:
+                merged[i] = None  # one scorer could not grade it: not measured
     for c, scores in zip(done, merged, strict=True):
-        c.measured = scores
-        c.reward = reward(goal, scores)
+        if scores is not None:
+            c.measured = scores
+            c.reward = reward(goal, scores)
+    return stopped

@@ -83,8 +83,17 @@ async def test_an_optimizer_cap_returns_the_best_answer_so_far() -> None:
     result = await search.run(
         "Tell me about owls.", {"verbosity": 1}, respond, settings, shared=pool
     )
-    assert rewriter.calls == 1 and model.calls == 1 and result.best.measured is not None
+    # round 0 pays the optimizer; in round 1 it is refused, so that round re-samples the best
+    # prompt so far, and the search stops there instead of failing
+    assert rewriter.calls == 1 and model.calls == 2 and result.best.measured is not None
     assert result.budget_exhausted and "optimizer" in result.stopped
+    # with no optimizer call affordable at all, the original prompt is still answered
+    model = CountingChatModel(answer=instruction_following(3))
+    none = Budget(limits={"optimizer": Limits(calls=0)})
+    result = await search.run(
+        "Tell me about owls.", {"verbosity": 1}, respond, settings, shared=none
+    )
+    assert model.calls == 1 and result.best.origin == "original" and result.budget_exhausted
 
 
 async def test_a_pool_running_dry_between_rounds_is_reported() -> None:
@@ -138,3 +147,61 @@ def test_bad_settings_are_refused_by_name(bad: dict[str, object]) -> None:
     (name,) = bad
     with pytest.raises(ConfigError, match=name):
         SearchSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_sync_calls_keep_async_only_user_runnables_async() -> None:
+    """Sync entry points use language models' sync API, not that of a user's async function."""
+    from langchain_core.runnables import RunnableLambda
+
+    from hia_chain.scorers import FunctionScorer
+
+    async def words(inputs: dict[str, str]) -> dict[str, float]:
+        return {"verbosity": min(4.0, len(inputs["response"].split()) / 25)}
+
+    llm = AlignedChatModel(
+        model=CountingChatModel(answer=instruction_following(6)),
+        objectives=[V],
+        scorers=[FunctionScorer(RunnableLambda(words), ["verbosity"])],
+        heuristic=InstructionHeuristic([V]),
+        goal={"verbosity": 1},
+        budget=2,
+    )
+    assert llm.invoke("Tell me about owls.").response_metadata["hia"]["calls"] == 2
+
+
+async def test_a_judge_cap_keeps_the_answers_it_did_grade() -> None:
+    from langchain_core.language_models import FakeListChatModel
+
+    from hia_chain.scorers import LLMJudgeScorer
+
+    judge = LLMJudgeScorer(FakeListChatModel(responses=['{"verbosity": 2}'] * 4), [V], retries=0)
+    model = CountingChatModel(answer=instruction_following(7))
+    llm = AlignedChatModel(
+        model=model,
+        objectives=[V],
+        scorers=[judge],
+        heuristic=InstructionHeuristic([V]),
+        goal={"verbosity": 2},
+        budget=2,
+        shared_budget=Budget(limits={"judge": Limits(calls=1)}),
+    )
+    trace = (await llm.ainvoke("Tell me about owls.")).response_metadata["hia"]
+    assert trace["calls"] == 2 == model.calls and trace["usage"]["judge"]["calls"] == 1
+    assert sum(c["measured"] is not None for c in trace["candidates"]) == 1
+    assert trace["budget_exhausted"] and "judge" in trace["stopped"]
+
+
+def test_fixed_input_counts_tool_calls_images_and_every_binding() -> None:
+    from langchain_core.messages import AIMessage
+
+    from hia_chain.aligned import _fixed_chars
+
+    call = {"name": "lookup", "args": {"q": "x" * 5000}, "id": "1", "type": "tool_call"}
+    image = {"type": "image", "url": "https://example.invalid/a.png"}
+    messages = [
+        AIMessage(content="", tool_calls=[call]),
+        HumanMessage(content=[{"type": "text", "text": "What is this?"}, image]),
+    ]
+    bound = CountingChatModel().bind(tools=["t" * 300]).bind(stop=["END"])
+    chars = _fixed_chars(bound, messages, 1)
+    assert chars >= 5000 + 2048 + 300

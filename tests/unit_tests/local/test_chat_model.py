@@ -65,3 +65,14 @@ async def test_concurrent_calls_share_one_generate(
     outs = llm.batch(prompts) if api == "sync" else await llm.abatch(prompts)
     assert batches == [3]
     assert [m.content for m in outs] == [llm.invoke(p).content for p in prompts]
+
+
+@pytest.mark.timeout(60)
+async def test_a_sync_call_on_the_event_loop_thread_does_not_wait_for_an_async_batch() -> None:
+    import asyncio
+
+    llm = local(temperature=0)
+    pending = asyncio.create_task(llm.ainvoke("the movie"))
+    await asyncio.sleep(0)  # the async call now leads a batch window on this loop
+    assert llm.invoke("the plot").content == llm.invoke("the plot").content
+    assert (await pending).content
