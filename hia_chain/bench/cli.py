@@ -56,6 +56,9 @@ def _run(args: argparse.Namespace) -> int:
     budgets = args.budgets or size["budgets"]
     path = args.prompts or default_prompts_path()
     pool = load_prompts(path)
+    total = sum(1 for line in path.read_text().splitlines() if line.strip())
+    if len(pool) < total:
+        print(f"bench: {total - len(pool)} of {total} prompts are over 600 characters: left out")
     limit = args.limit or size["prompts"]
     # A seeded sample, not the first rows: prompts nobody tuned the phrase bank on.
     prompts = random.Random(args.seed).sample(pool, min(limit, len(pool)))
