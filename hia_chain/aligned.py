@@ -201,16 +201,13 @@ class AlignedChatModel(BaseChatModel):
     ) -> tuple[dict[str, float], SearchSettings, dict[str, Any]]:
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTING_KEYS}
         goal = kwargs.pop("goal", None)
-        if goal is not None and not goal:
-            names = ", ".join(o.name for o in self.objectives)
-            msg = (
-                f"The per-call `goal` is empty: give a target for at least one objective ({names})."
-            )
-            raise ConfigError(msg)
-        goal = goal or self.goal
+        goal = self.goal if goal is None else goal  # an empty per-call goal is an error too
         if not goal:
             names = ", ".join(o.name for o in self.objectives)
-            msg = f"No goal: set `goal=` on the model or pass `goal={{...}}` per call ({names})."
+            msg = (
+                "The goal is empty: set `goal=` on the model or pass a non-empty "
+                f"`goal={{...}}` per call, with targets for some of: {names}."
+            )
             raise ConfigError(msg)
         return dict(goal), self._settings(overrides), kwargs
 

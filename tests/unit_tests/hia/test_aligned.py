@@ -133,6 +133,6 @@ def test_bad_input_is_typed() -> None:
         llm.invoke([SystemMessage("hi")])
     with pytest.raises(ConfigError, match="outside the objective's scale"):
         llm.invoke("hi", goal={"verbosity": 9})
-    with pytest.raises(ConfigError, match="No goal"):
+    with pytest.raises(ConfigError, match="goal is empty"):
         aligned(model, goal={}).invoke("hi")
     assert model.calls == 0
