@@ -431,9 +431,8 @@ def _fixed_chars(model: Runnable[Any, Any], messages: Sequence[BaseMessage], ind
 
     total = 0
     for i, m in enumerate(messages):
-        blocks = m.content if isinstance(m.content, list) else [m.content]
-        other = [b for b in blocks if not (isinstance(b, dict) and b.get("type") == "text")]
-        non_text = [b for b in other if not isinstance(b, str)]
+        blocks = m.content if isinstance(m.content, list) else []
+        non_text = [b for b in blocks if isinstance(b, dict) and b.get("type") != "text"]
         total += len(non_text) * _NON_TEXT_BLOCK_TOKENS
         if i != index:
             total += size(m.content) + size(getattr(m, "tool_calls", None) or []) + 16
