@@ -115,6 +115,44 @@ def _call_saving(means: dict[tuple[str, int], float], hia: str, budgets: list[in
     return lines
 
 
+_PAIRS = (
+    ("hia-bon[learned]", "best-of-n"),
+    ("hia-bon[learned]", "bon-unfiltered"),
+    ("hia-greedy[learned]", "greedy-unfiltered"),
+    ("hia-beam[learned]", "beam-unfiltered"),
+)
+
+
+def _paired(rows: list[dict[str, str]], budgets: list[int]) -> list[str]:
+    """Per-item reward differences (euclidean): every method saw the same sampled answers
+    (common random numbers), so differences are far less noisy than the means' intervals."""
+    reward: dict[tuple[str, str, int], float] = {
+        (r["item"], r["method"], int(r["budget"])): float(r["reward"])
+        for r in rows
+        if r["reward_function"] == "euclidean" and r["reward"]
+    }
+    lines = [
+        "| HIA − baseline | " + " | ".join(f"B={b}" for b in budgets) + " |",
+        "|---" * (len(budgets) + 1) + "|",
+    ]
+    for hia, base in _PAIRS:
+        cells = []
+        for b in budgets:
+            items = {i for i, m, bb in reward if m == hia and bb == b}
+            diffs = [
+                reward[(i, hia, b)] - reward[(i, base, b)] for i in items if (i, base, b) in reward
+            ]
+            mean, ci = mean_ci(diffs)
+            if math.isnan(mean):
+                cells.append("–")
+                continue
+            better = sum(d > 1e-9 for d in diffs)
+            worse = sum(d < -1e-9 for d in diffs)
+            cells.append(f"{mean:+.3f} ± {ci:.3f} ({better}↑ {worse}↓)")
+        lines.append(f"| {hia} − {base} | {' | '.join(cells)} |")
+    return lines
+
+
 def summarize(out: Path) -> str:
     """Write ``summary.md`` from ``results.csv`` and ``predictions.csv``; return its text."""
     rows = _load(out / "results.csv")
@@ -137,6 +175,12 @@ def summarize(out: Path) -> str:
             *(_call_saving(means, "hia-bon[learned]", budgets) or ["- n/a"]),
             "",
         ]
+    parts += [
+        "## Paired differences (euclidean reward, per item; ± 95% CI; items better↑ / worse↓)",
+        "",
+        *_paired(ok, budgets),
+        "",
+    ]
     parts += ["## How good is each filter (Spearman ρ, heuristic prediction vs measured score)", ""]
     preds = _load(out / "predictions.csv") if (out / "predictions.csv").exists() else []
     groups: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
