@@ -56,7 +56,7 @@ def main() -> None:
             api_key=os.environ.get("OPENAI_API_KEY", "not-needed"),
             max_tokens=MAX_TOKENS,
             temperature=0.7,
-            max_retries=1,
+            max_retries=0,  # retries are the budget's: every attempt is counted
         )
         aligned = AlignedChatModel(model=llm, goal={"verbosity": 1, "sentiment": 3}, budget=2)
         with get_usage_metadata_callback() as usage:

@@ -52,6 +52,7 @@ def response_model(base_url: str | None, model: str | None) -> BaseChatModel:
             api_key=os.environ.get("OPENAI_API_KEY", "not-needed"),
             max_tokens=MAX_TOKENS,
             temperature=0.7,
+            max_retries=0,  # retries are the budget's: every attempt is counted
         )
     from hia_chain.local import LocalChatModel
 
