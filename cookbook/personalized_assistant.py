@@ -9,28 +9,37 @@ each added instruction, so its predictions (and the stage-1 filter) get better a
 asking. The script prints the heuristic's prediction error on each request: the first
 request's error is the "before" (nothing learned yet), the last one's the "after".
 
-The heuristics' state is plain JSON (``state_dict()``), so a real app stores it per user, e.g.
-in Redis, and loads it back with ``load_state_dict``.
+What each user's heuristic learned is kept per user and per response model, across restarts:
+in a SQLite file by default (``--db``), or in Redis with ``--redis-url`` so that every worker
+process of the app learns into (and predicts from) the same state.
 
 Run it (defaults to the embedded SmolLM2, offline)::
 
     python cookbook/personalized_assistant.py
     python cookbook/personalized_assistant.py --base-url http://127.0.0.1:8000/v1 --model my-model
+    python cookbook/personalized_assistant.py --redis-url redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import ConfigurableField
 
-from hia_chain import AlignedChatModel, InstructionHeuristic
+from hia_chain import (
+    AlignedChatModel,
+    InstructionHeuristic,
+    RedisObservationStore,
+    SQLiteObservationStore,
+)
 from hia_chain.scorers.learned import LearnedHeuristic
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
+from hia_chain.stores import observation_key
 
 MAX_TOKENS = 32
 OBJECTIVES = [BUILTIN_OBJECTIVES["verbosity"], BUILTIN_OBJECTIVES["sentiment"]]
@@ -74,7 +83,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://host/v1")
     parser.add_argument("--model", help="model name at the endpoint (or a local model folder)")
+    cache = Path(os.environ.get("HIA_CHAIN_CACHE", Path.home() / ".cache" / "hia_chain"))
+    parser.add_argument(
+        "--db",
+        default=str(cache / "personalized_assistant.sqlite"),
+        help="SQLite file keeping what was learned per user and model (default: %(default)s)",
+    )
+    parser.add_argument("--redis-url", help="keep it in Redis instead, shared by every process")
     args = parser.parse_args()
+    model_name = args.model or "embedded-smollm2"
+
+    def store(user: str) -> RedisObservationStore | SQLiteObservationStore:
+        """Where ``user``'s observations of this response model live."""
+        key = observation_key(user, model_name)
+        if args.redis_url:
+            return RedisObservationStore(args.redis_url, key)
+        Path(args.db).parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteObservationStore(args.db, key)
 
     aligned = AlignedChatModel(
         model=response_model(args.base_url, args.model), objectives=OBJECTIVES, budget=2, seed=0
@@ -85,7 +110,9 @@ def main() -> None:
     chain = ChatPromptTemplate.from_messages([("human", "{question}")]) | aligned
 
     heuristics = {
-        user: LearnedHeuristic(fallback=InstructionHeuristic(OBJECTIVES), objectives=OBJECTIVES)
+        user: LearnedHeuristic(
+            fallback=InstructionHeuristic(OBJECTIVES), objectives=OBJECTIVES, store=store(user)
+        )
         for user in USERS
     }
     errors: dict[str, list[float]] = {user: [] for user in USERS}

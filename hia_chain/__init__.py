@@ -6,7 +6,9 @@ answers with the response that best meets the goal. IVG (local models) lives in
 :mod:`hia_chain.local`, behind the ``[local]`` extra, and is never imported from here.
 """
 
+from hia_chain.agents import ThreadBudgets as ThreadBudgets
 from hia_chain.aligned import AlignedChatModel as AlignedChatModel
+from hia_chain.budget import BaseBudget as BaseBudget
 from hia_chain.budget import Budget as Budget
 from hia_chain.budget import Limits as Limits
 from hia_chain.budget import Price as Price
@@ -18,6 +20,8 @@ from hia_chain.errors import HIAError as HIAError
 from hia_chain.errors import LocalExtraMissingError as LocalExtraMissingError
 from hia_chain.errors import OptimizerError as OptimizerError
 from hia_chain.errors import RewardModelError as RewardModelError
+from hia_chain.errors import StoreUnavailableError as StoreUnavailableError
+from hia_chain.factory import init_aligned_chat_model as init_aligned_chat_model
 from hia_chain.goals import Objective as Objective
 from hia_chain.goals import RewardFunction as RewardFunction
 from hia_chain.goals import get_reward_function as get_reward_function
@@ -25,6 +29,7 @@ from hia_chain.optimizer import LLMPromptOptimizer as LLMPromptOptimizer
 from hia_chain.optimizer import MixedOptimizer as MixedOptimizer
 from hia_chain.optimizer import PromptOptimizer as PromptOptimizer
 from hia_chain.optimizer import TemplateOptimizer as TemplateOptimizer
+from hia_chain.redis_budget import RedisBudget as RedisBudget
 from hia_chain.scorers.base import Heuristic as Heuristic
 from hia_chain.scorers.base import Prediction as Prediction
 from hia_chain.scorers.base import ReferenceScorer as ReferenceScorer
@@ -33,12 +38,15 @@ from hia_chain.search import HIASearch as HIASearch
 from hia_chain.search import Plan as Plan
 from hia_chain.search import SearchResult as SearchResult
 from hia_chain.search import SearchSettings as SearchSettings
+from hia_chain.stores import RedisObservationStore as RedisObservationStore
+from hia_chain.stores import SQLiteObservationStore as SQLiteObservationStore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlignedChatModel",
     "AllCandidatesFilteredError",
+    "BaseBudget",
     "Budget",
     "BudgetExceededError",
     "ConfigError",
@@ -56,12 +64,18 @@ __all__ = [
     "Prediction",
     "Price",
     "PromptOptimizer",
+    "RedisBudget",
+    "RedisObservationStore",
     "ReferenceScorer",
     "RewardFunction",
     "RewardModelError",
+    "SQLiteObservationStore",
     "SearchResult",
     "SearchSettings",
+    "StoreUnavailableError",
     "TemplateOptimizer",
+    "ThreadBudgets",
     "Usage",
     "get_reward_function",
+    "init_aligned_chat_model",
 ]

@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.status import Status
 from rich.table import Table
 
-__all__ = ["Progress", "render_result"]
+__all__ = ["Progress", "calls_by_role", "render_result"]
 
 _console = Console(stderr=True)
 
@@ -96,12 +96,15 @@ def render_result(answer: str, trace: dict[str, Any], seconds: float) -> None:
             answer, title=f"answer (reward {trace['reward']:.3f}, scores {_fmt(trace['scores'])})"
         )
     )
+    out.print(f"{calls_by_role(trace)}  ·  {seconds:.1f} s")
+
+
+def calls_by_role(trace: dict[str, Any]) -> str:
+    """Every role's calls, zeros included, so a free default is visibly free."""
     usage = trace["usage"]
-    spent = ", ".join(
-        f"{role} {u['calls']} calls/{u['total_tokens']} tok"
-        for role, u in usage.items()
-        if u["calls"]
-    )
-    out.print(
-        f"calls: {trace['calls']} of budget {trace['budget']}  ·  {spent}  ·  {seconds:.1f} s"
-    )
+    parts = [f"{trace['calls']} response calls (budget {trace['budget']})"]
+    for role in ("optimizer", "draft", "judge"):
+        u = usage.get(role, {})
+        tokens = f", {u['total_tokens']} tok" if u.get("calls") else ""
+        parts.append(f"{u.get('calls', 0)} {role}{tokens}")
+    return " · ".join(parts)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -34,18 +35,35 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.rate_limiters import BaseRateLimiter
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
+from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.tools import BaseTool
-from pydantic import ConfigDict, Field
+from langchain_core.utils.utils import LC_ID_PREFIX
+from pydantic import ConfigDict, Field, ValidationError
 
-from hia_chain.budget import Budget
+from hia_chain._settings import check_names, config_error
+from hia_chain._step import first_call_step
+from hia_chain._uncached import uncached
+from hia_chain._window import check_fits
+from hia_chain.agents import (
+    StepPolicy,
+    ThreadBudgets,
+    caller_config,
+    continues_after_tool,
+    decide_step,
+    instructions_in_system,
+    run_budget,
+)
+from hia_chain.budget import ROLES, BaseBudget, Budget
 from hia_chain.context import RunContext
-from hia_chain.errors import ConfigError
-from hia_chain.goals import Objective, RewardName, validate_goal
+from hia_chain.errors import BudgetExceededError, ConfigError
+from hia_chain.goals import Objective, RewardName, get_reward_function, validate_goal
 from hia_chain.optimizer import PromptOptimizer, TemplateOptimizer
 from hia_chain.scorers.base import Heuristic, ReferenceScorer
 from hia_chain.search import HIASearch, Plan, Response, SearchResult, SearchSettings
-from hia_chain.search.types import FilterName, SearchName
+from hia_chain.search.types import Candidate, FilterName, SearchName
+from hia_chain.trace import TraceMode, shape_trace
 
 __all__ = ["AlignedChatModel"]
 
@@ -63,6 +81,8 @@ _SETTING_KEYS = (
     "max_retries",
     "max_tokens",
     "exploration",
+    "timeout",
+    "deadline",
 )
 
 
@@ -99,7 +119,7 @@ class AlignedChatModel(BaseChatModel):
     """Target per objective, e.g. ``{"verbosity": 1, "complexity": 3}``."""
     budget: int = 2
     """Response-model calls per request (never exceeded)."""
-    shared_budget: Budget | None = Field(default=None, exclude=True)
+    shared_budget: BaseBudget | None = Field(default=None, exclude=True)
     """A pool (calls, tokens, cost, per-role caps) shared by every request of this model."""
     search: SearchName = "bon"
     filter: FilterName = "heuristic"
@@ -115,16 +135,41 @@ class AlignedChatModel(BaseChatModel):
     """Bound on response tokens per call: reserved by token/cost caps and passed to the model
     when it differs from the model's own; default: the model's own."""
     exploration: float = 0.0
+    timeout: float | None = 120.0
+    """Seconds one model call may take before it is abandoned (then retried if the budget
+    allows); ``None`` leaves it to the model's client."""
+    deadline: float | None = None
+    """Seconds a whole request may take; the best answer measured by then is returned."""
     optimizer: PromptOptimizer = Field(default_factory=TemplateOptimizer, exclude=True)
     scorers: list[ReferenceScorer] | None = Field(default=None, exclude=True)
     """Reference scorers; default: the built-in text scorers of the objectives."""
     heuristic: Heuristic | None = Field(default=None, exclude=True)
     """Stage-1 heuristic; default: an online-learned heuristic over instruction cues."""
+    steps: StepPolicy | None = Field(default=None, exclude=True)
+    """Which agent steps are aligned (see :mod:`hia_chain.agents`): ``"final"`` sends a step
+    once and aligns only a text answer (a tool call passes through at one call); ``"all"``
+    aligns every step; or a function of the messages returning ``"final"``, ``"all"`` or
+    ``"pass"``. Default: ``"final"`` when tools are bound and not forced, else ``"all"``."""
+    agent_budget: BaseBudget | ThreadBudgets | None = Field(default=None, exclude=True)
+    """One cap for every step of an agent run (a budget) or of each thread
+    (:class:`~hia_chain.agents.ThreadBudgets`); ``configurable={"hia_budget": ...}`` overrides
+    it per run. When it runs dry the answer is the best so far, flagged
+    ``budget_exhausted``, instead of an error."""
+    trace: TraceMode = "full"
+    response_rate_limiter: BaseRateLimiter | None = Field(default=None, exclude=True)
+    """Acquired once per response call (each candidate, each retry). ``rate_limiter=`` on the
+    aligned model is moved here: LangChain would acquire it once per aligned request."""
+    """What ``response_metadata["hia"]`` keeps: ``full`` (every candidate), ``summary``
+    (no candidate texts) or ``none`` (flags only); see :mod:`hia_chain.trace`."""
 
     _search: HIASearch
 
     def __init__(self, **data: Any) -> None:
-        super().__init__(**data)
+        _check_constructor(data)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise config_error(exc, data) from None
         # Checked here, after pydantic, so bad settings raise ConfigError itself (naming the
         # field and the fix) rather than a wrapped ValidationError.
         self._build()
@@ -138,6 +183,9 @@ class AlignedChatModel(BaseChatModel):
             self.heuristic = _default_heuristic(self.objectives)
         if self.max_tokens is None:
             self.max_tokens = _own_max_tokens(self.model)
+        if self.rate_limiter is not None:
+            # One acquire per response call (each candidate, each retry), not one per request.
+            self.response_rate_limiter, self.rate_limiter = self.rate_limiter, None
         self._search = HIASearch(self.objectives, self.scorers, self.optimizer, self.heuristic)
         if self.goal:
             validate_goal(self.objectives, self.goal)
@@ -199,6 +247,7 @@ class AlignedChatModel(BaseChatModel):
     def _split_kwargs(
         self, kwargs: dict[str, Any]
     ) -> tuple[dict[str, float], SearchSettings, dict[str, Any]]:
+        check_names(kwargs, ("goal", *_SETTING_KEYS))  # a misspelled setting is not a model kwarg
         overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTING_KEYS}
         goal = kwargs.pop("goal", None)
         goal = self.goal if goal is None else goal  # an empty per-call goal is an error too
@@ -234,7 +283,8 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> SearchResult:
         """Run HIA on ``messages`` and return the full search result (not just a message)."""
-        return await self._asearch(messages, stop, run_manager, sync=False, kwargs=kwargs)
+        result, _, _ = await self._asearch(messages, stop, run_manager, sync=False, kwargs=kwargs)
+        return result
 
     async def _asearch(
         self,
@@ -244,24 +294,54 @@ class AlignedChatModel(BaseChatModel):
         *,
         sync: bool,
         kwargs: dict[str, Any],
-    ) -> SearchResult:
-        goal, settings, passthrough = self._split_kwargs(dict(kwargs))
-        passthrough.pop("stream", None)  # how the caller reads the answer, not a model setting
+    ) -> tuple[SearchResult, dict[str, Any], str]:
+        """The step's search result, what the agent policy did, and the trace mode."""
+        kwargs = dict(kwargs)
+        steps = kwargs.pop("steps", self.steps)
+        trace_mode = kwargs.pop("trace", self.trace)
+        shape_trace({}, trace_mode)  # a bad mode fails before anything is spent
+        goal, settings, passthrough = self._split_kwargs(kwargs)
+        # Candidates never stream (`stream=False` is LangChain's per-call opt-out; the child
+        # runs are also tagged `nostream` for LangGraph): only the chosen answer reaches a
+        # message stream.
+        if _is_chat_model(self.model):
+            passthrough["stream"] = False
         if settings.max_tokens is not None and settings.max_tokens != _own_max_tokens(self.model):
             passthrough["max_tokens"] = settings.max_tokens  # the bound the budget reserves
+        caller = caller_config.get()
+        pool = run_budget(caller, self.agent_budget, self.shared_budget)
+        policy, decision = decide_step(steps, messages, self.model)
+        continuing = continues_after_tool(messages)
         index, prompt = _last_human(messages)
+        await check_fits(self.model, prompt, settings.max_tokens)  # before any call is made
         chain = await _start_chain(run_manager, prompt, goal)
         context = RunContext(
             budget=Budget(),
             run_manager=chain,
             sync=sync,
             fixed_input_chars=_fixed_chars(self.model, messages, index),
+            caller=caller,
         )
+        model = uncached(self.model)  # every candidate a real call, never a cached copy
+        limiter = self.response_rate_limiter
+        info: dict[str, Any] = {
+            "steps": policy,
+            "decision": decision,
+            "continuation": continuing,
+            "budget_scope": _scope(caller, self.agent_budget, self.shared_budget),
+        }
 
         async def respond(candidate: str) -> Response:
-            sent = list(messages)
-            sent[index] = _with_text(messages[index], candidate)
-            message = await context.ainvoke(self.model, sent, "response", stop=stop, **passthrough)
+            if candidate == prompt:
+                sent = list(messages)
+            elif continuing:  # after tool results: instructions in the system message
+                sent = instructions_in_system(messages, prompt, candidate)
+            else:
+                sent = list(messages)
+                sent[index] = _with_text(messages[index], candidate)
+            if limiter is not None:
+                await limiter.aacquire(blocking=True)
+            message = await context.ainvoke(model, sent, "response", stop=stop, **passthrough)
             usage = message.usage_metadata if isinstance(message, AIMessage) else None
             return Response(
                 text=_scored_text(message),
@@ -270,10 +350,32 @@ class AlignedChatModel(BaseChatModel):
                 message=message,
             )
 
+        shared = pool if pool is not None else self.shared_budget
         try:
-            result = await self._search.run(
-                prompt, goal, respond, settings, shared=self.shared_budget, context=context
-            )
+            try:
+                if decision == "all":
+                    result = await self._search.run(
+                        prompt, goal, respond, settings, shared=shared, context=context
+                    )
+                    info["step"] = "aligned"
+                else:
+                    result, info["step"] = await first_call_step(
+                        self._search,
+                        prompt,
+                        goal,
+                        respond,
+                        settings,
+                        pool=shared,
+                        context=context,
+                        align=decision == "final",
+                    )
+            except BudgetExceededError as exc:
+                if pool is None:
+                    raise
+                # The run's budget is spent: the agent gets an empty, flagged answer (and
+                # stops, having no tool call to make), never an unbudgeted call.
+                result = await _exhausted(prompt, goal, settings, context, exc)
+                info["step"] = "budget exhausted"
         except BaseException as exc:
             if chain is not None:
                 with anyio.CancelScope(shield=True):
@@ -283,9 +385,11 @@ class AlignedChatModel(BaseChatModel):
             await chain.on_chain_end(
                 {"output": result.best.response.text if result.best.response else ""}
             )
-        return result
+        return result, info, trace_mode
 
-    def _to_result(self, result: SearchResult) -> ChatResult:
+    def _to_result(
+        self, result: SearchResult, info: dict[str, Any] | None = None, trace: str = "full"
+    ) -> ChatResult:
         best = result.best.response
         inner = best.message if best is not None else None
         meta = dict(getattr(inner, "response_metadata", {}) or {})
@@ -293,7 +397,10 @@ class AlignedChatModel(BaseChatModel):
         # model names to usage callbacks, and the aligned message must not count them twice.
         inner_name = meta.pop("model_name", None)
         meta["inner_model_name"] = inner_name
-        meta["hia"] = result.trace()
+        full = result.trace()
+        if info is not None:
+            full["agent"] = info
+        meta["hia"] = shape_trace(full, trace)
         message = AIMessage(
             # The provider's own content (a tool-calling answer keeps its empty or structured
             # content); the scored text only stands in when there is no provider message.
@@ -304,6 +411,36 @@ class AlignedChatModel(BaseChatModel):
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
+    async def ainvoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        # LangChain gives `_agenerate` only callbacks, tags and metadata; the caller's whole
+        # config (configurable, run name, recursion limit) reaches the search this way.
+        token = caller_config.set(ensure_config(config))
+        try:
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+        finally:
+            caller_config.reset(token)
+
+    def invoke(
+        self,
+        input: LanguageModelInput,
+        config: RunnableConfig | None = None,
+        *,
+        stop: list[str] | None = None,
+        **kwargs: Any,
+    ) -> AIMessage:
+        token = caller_config.set(ensure_config(config))
+        try:
+            return super().invoke(input, config, stop=stop, **kwargs)
+        finally:
+            caller_config.reset(token)
+
     async def _agenerate(
         self,
         messages: list[BaseMessage],
@@ -311,8 +448,13 @@ class AlignedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        result = await self.arun_search(messages, stop=stop, run_manager=run_manager, **kwargs)
-        return self._to_result(result)
+        found = await self._asearch(messages, stop, run_manager, sync=False, kwargs=kwargs)
+        result = self._to_result(*found)
+        if run_manager is not None:
+            await run_manager.on_llm_new_token(
+                _announced(result, run_manager.run_id).text, chunk=_answer_chunk(result)
+            )
+        return result
 
     def _generate(
         self,
@@ -321,17 +463,25 @@ class AlignedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        async def main() -> SearchResult:
+        async def main() -> tuple[SearchResult, dict[str, Any], str]:
             return await self._asearch(messages, stop, run_manager, sync=True, kwargs=kwargs)
 
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return self._to_result(anyio.run(main))
-        # Called synchronously from inside a running loop (e.g. Jupyter): run on a worker
-        # thread with its own loop rather than re-entering the caller's.
-        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            return self._to_result(pool.submit(anyio.run, main).result())
+            result = self._to_result(*anyio.run(main))
+        else:
+            # Called synchronously from inside a running loop (e.g. Jupyter): run on a worker
+            # thread with its own loop rather than re-entering the caller's (and with the
+            # caller's context, which carries its config).
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                context = contextvars.copy_context()
+                result = self._to_result(*pool.submit(context.run, anyio.run, main).result())
+        if run_manager is not None:
+            run_manager.on_llm_new_token(
+                _announced(result, run_manager.run_id).text, chunk=_answer_chunk(result)
+            )
+        return result
 
     # -- streaming: the answer comes whole, as one last chunk -------------------------------
     #
@@ -385,6 +535,20 @@ class AlignedChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         result = await self._agenerate(messages, stop, run_manager, **kwargs)
         yield ChatGenerationChunk(message=_as_chunk(result.generations[0].message))
+
+
+def _check_constructor(data: dict[str, Any]) -> None:
+    """Names and search settings checked as a per-call override is (the same ConfigError)."""
+    known = set()
+    for name, info in AlignedChatModel.model_fields.items():
+        known.add(name)
+        if info.alias:
+            known.add(info.alias)
+    check_names(data, known)
+    given = {k: data[k] for k in _SETTING_KEYS if k in data}
+    SearchSettings(**given)
+    if "reward" in given:
+        get_reward_function(given["reward"], ())
 
 
 def _as_chunk(message: BaseMessage) -> AIMessageChunk:
@@ -509,3 +673,68 @@ def _sum_usage(result: SearchResult) -> UsageMetadata | None:
         return None
     i, o = int(usage["input_tokens"]), int(usage["output_tokens"])
     return UsageMetadata(input_tokens=i, output_tokens=o, total_tokens=i + o)
+
+
+def _scope(
+    config: RunnableConfig | None,
+    agent_budget: BaseBudget | ThreadBudgets | None,
+    shared: BaseBudget | None,
+) -> str:
+    """Which cap the step drew from, for the trace."""
+    given = ((config or {}).get("configurable") or {}).get("hia_budget", agent_budget)
+    if isinstance(given, ThreadBudgets):
+        return "thread"
+    if given is not None:
+        return "run"
+    return "shared" if shared is not None else "request"
+
+
+async def _exhausted(
+    prompt: str,
+    goal: dict[str, float],
+    settings: SearchSettings,
+    context: RunContext,
+    exc: BudgetExceededError,
+) -> SearchResult:
+    """The flagged, empty answer of a step the run's budget could not pay for."""
+    usage = {role: (await context.budget.ausage(role)).as_dict() for role in ROLES}
+    none = Candidate(id=0, prompt=prompt, origin="original", round=0)
+    none.error = f"BudgetExceededError: {exc}"
+    return SearchResult(
+        best=none,
+        candidates=[none],
+        settings=settings,
+        goal=goal,
+        usage=usage,
+        rounds=0,
+        budget_exhausted=True,
+        stopped="budget exhausted",
+    )
+
+
+def _is_chat_model(model: Runnable[Any, Any]) -> bool:
+    """A chat model under bindings or configurable fields/alternatives: it takes LangChain's
+    ``stream=`` keyword (a user function might not)."""
+    while True:
+        if isinstance(model, RunnableBinding):
+            model = model.bound
+        elif isinstance(model, DynamicRunnable):
+            model = model.default
+        else:
+            return isinstance(model, BaseChatModel)
+
+
+def _announced(result: ChatResult, run_id: Any) -> BaseMessage:
+    """The answer with the id LangChain would give it, set now so the one chunk announced to
+    stream handlers and the final message are recognised as one message (LangGraph's
+    ``stream_mode="messages"`` shows it once)."""
+    message = result.generations[0].message
+    if message.id is None:
+        message.id = f"{LC_ID_PREFIX}-{run_id}-0"
+    return message
+
+
+def _answer_chunk(result: ChatResult) -> ChatGenerationChunk:
+    """The chosen answer as the run's one stream chunk: what ``astream_events`` shows as
+    ``on_chat_model_stream``; no candidate ever streams."""
+    return ChatGenerationChunk(message=_as_chunk(result.generations[0].message))

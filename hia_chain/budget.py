@@ -4,37 +4,63 @@ One unit of the main budget is one call to the wrapped response model (the HIA p
 "response query"). Token and cost caps are optional. Optimizer, judge and draft calls are
 counted per role with their own optional caps.
 
-A :class:`Budget` is thread-safe (a plain lock, held only for arithmetic), so one object can
-be shared by concurrent async requests, by ``batch``'s worker threads, or by both. A budget
-may have a ``parent``: a reservation must fit in the child *and* every ancestor, which is how
-a per-request cap sits inside a pool shared by many requests. Token caps reserve an upper
-bound (prompt characters + overhead + ``max_tokens``) and settle to the real usage, so the
-cap holds even while calls are in flight. Each level prices a call with its own prices.
+A budget may have a ``parent``: a reservation must fit in the child *and* every ancestor,
+which is how a per-request cap sits inside a pool shared by many requests (or many
+processes: :class:`BaseBudget` is the seam a Redis-backed pool plugs into). The chain logic
+(reserve at every level or at none, settle every level, undo on partial failure) lives once,
+in :class:`BaseBudget`; each level only implements five small async primitives: ``hold``,
+``commit``, ``unhold``, ``headroom`` and ``spent``. :class:`Budget` is the in-process level
+(a plain lock, held only for arithmetic, so one object can be shared by concurrent async
+requests, by ``batch``'s worker threads, or by both).
 
-A call that was started counts, whatever happens to it: a call cancelled or failed in flight
-may still have reached (and be billed by) the provider, so it is settled at its reserved bound,
-never given back.
+How a call is charged (the one call path, :mod:`hia_chain.calls`, picks the outcome):
 
-The public methods (``try_reserve``, ``settle``, ``release``, ``usage``) are the whole
-interface; a Redis-backed budget shared across processes implements the same four.
+* the provider reported usage → exactly that (``asettle(r, input, output)``);
+* the request never left the process (cancelled or timed out before it was written) →
+  given back whole (``arelease``);
+* the provider answered with an error status → one call and its input bound, no output
+  (``asettle_failed``);
+* unknown (a timeout, a cancellation or an unreadable reply after the request was written) →
+  one call at its whole reserved bound (``asettle(r)`` with no counts).
+
+Token bounds are reserved up front (input bound + ``max_tokens``), so token and cost caps hold
+even while calls are in flight; each level prices a call with its own prices.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import os
 import threading
-from collections.abc import AsyncIterator, Mapping
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
+
+import anyio
 
 from hia_chain.errors import BudgetExceededError, ConfigError
 
-__all__ = ["ROLES", "Budget", "Limits", "Price", "Reservation", "Role", "Usage"]
+__all__ = [
+    "ROLES",
+    "BaseBudget",
+    "Budget",
+    "Hold",
+    "Limits",
+    "Price",
+    "Reservation",
+    "Role",
+    "Usage",
+]
 
 Role = Literal["response", "optimizer", "judge", "draft"]
 ROLES: tuple[Role, ...] = ("response", "optimizer", "judge", "draft")
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -54,7 +80,9 @@ class Limits:
             if value is not None and value < 0:
                 msg = f"Budget `{name}` must be >= 0, got {value}."
                 raise ConfigError(msg)
-        if self.cost is not None and not (self.cost >= 0 and math.isfinite(self.cost)):
+        if self.cost is not None and not (
+            isinstance(self.cost, int | float) and self.cost >= 0 and math.isfinite(self.cost)
+        ):
             msg = f"Budget `cost` must be a finite number >= 0, got {self.cost!r}."
             raise ConfigError(msg)
 
@@ -82,6 +110,8 @@ class Usage:
     cost: float = 0.0
     unreported: int = 0
     """Calls whose provider reported no token usage (counted as calls, never as 0 tokens)."""
+    failed: int = 0
+    """Calls the provider answered with an error status (also ``unreported``)."""
 
     @property
     def total_tokens(self) -> int:
@@ -93,6 +123,7 @@ class Usage:
         self.output_tokens += other.output_tokens
         self.cost += other.cost
         self.unreported += other.unreported
+        self.failed += other.failed
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -102,30 +133,51 @@ class Usage:
             "total_tokens": self.total_tokens,
             "cost": self.cost,
             "unreported_calls": self.unreported,
+            "failed_calls": self.failed,
         }
 
 
-@dataclass
-class _Held:
-    calls: int = 0
-    tokens: int = 0
-    cost: float = 0.0
+@dataclass(frozen=True)
+class Hold:
+    """One level's part of a reservation: what that level holds for one in-flight call.
+
+    ``id`` is the reservation's id, the same at every level (a Redis level keys its lease by
+    it); ``cost`` is priced with that level's own prices.
+    """
+
+    id: str
+    role: Role
+    tokens: int
+    cost: float
 
 
 @dataclass
 class Reservation:
-    """A slot held in a budget (and its ancestors) until settled or released."""
+    """A call held in a budget and every ancestor until settled or released."""
 
     role: Role
     tokens: int
-    costs: tuple[float, ...]
-    """Worst-case cost at each level of ``budgets``, each with that level's prices."""
-    budgets: tuple[Budget, ...]
-    done: bool = field(default=False)
+    """Bound on the call's input plus output tokens."""
+    output_tokens: int | None
+    """The output part of ``tokens`` (``None``: not split, every token priced dearer)."""
+    levels: tuple[BaseBudget, ...]
+    holds: tuple[Hold, ...]
+    """One per level, in the same order (the budget reserved from first, the root last)."""
+    id: str = field(default_factory=lambda: _new_id())
+    done: bool = False
+
+    @property
+    def input_tokens(self) -> int:
+        """The input part of the bound (the whole bound when it was not split)."""
+        return self.tokens - (self.output_tokens or 0)
 
 
-class Budget:
-    """A thread-safe hard cap on calls, tokens and cost, per role.
+class BaseBudget(ABC):
+    """A hard cap on calls, tokens and cost, per role: one level of a budget chain.
+
+    Subclasses implement the level primitives (``hold``, ``commit``, ``unhold``,
+    ``headroom``, ``spent``); everything else (the chain across ``parent`` levels, bounds,
+    prices, the settlement rules) is here, so every level behaves the same.
 
     Args:
         calls: Most response-model calls (the HIA budget unit).
@@ -144,7 +196,7 @@ class Budget:
         *,
         limits: Mapping[str, Limits] | None = None,
         prices: Mapping[str, Price] | None = None,
-        parent: Budget | None = None,
+        parent: BaseBudget | None = None,
     ) -> None:
         self._limits: dict[str, Limits] = {"response": Limits(calls, tokens, cost)}
         for role, lim in (limits or {}).items():
@@ -157,8 +209,14 @@ class Budget:
                 raise ConfigError(msg)
             self._limits[role] = lim
         self._prices: dict[str, Price] = dict(prices or {})
-        for role in self._prices:
+        for role, price in self._prices.items():
             _check_role(role)
+            if not isinstance(price, Price):
+                msg = f"`prices[{role!r}]` must be a Price(...), got {price!r}."
+                raise ConfigError(msg)
+        if parent is not None and not isinstance(parent, BaseBudget):
+            msg = f"`parent` must be a Budget (or RedisBudget), got {type(parent).__name__}."
+            raise ConfigError(msg)
         self.parent = parent
         for role, lim in self._limits.items():
             if lim.cost is not None and self.price(role) is None:  # type: ignore[arg-type]
@@ -167,12 +225,45 @@ class Budget:
                     "parent budget) to compute cost."
                 )
                 raise ConfigError(msg)
-        self._lock = threading.Lock()
-        self._held: dict[str, _Held] = {r: _Held() for r in ROLES}
-        self._spent: dict[str, Usage] = {r: Usage() for r in ROLES}
-        self._unreported_charge: dict[str, _Held] = {r: _Held() for r in ROLES}
 
-    # -- queries ----------------------------------------------------------------------------
+    # -- the level interface: what each kind of budget implements --------------------------
+
+    @abstractmethod
+    async def hold(self, hold: Hold) -> bool:
+        """Atomically check this level's caps and, if one more call fits, hold it.
+
+        Fits when, for ``hold.role``: settled calls + held calls + 1 <= calls cap, charged
+        tokens + held tokens + ``hold.tokens`` <= tokens cap, and charged cost + held cost +
+        ``hold.cost`` <= cost cap (each only where the cap is set). Returns ``False`` and
+        holds nothing when it does not fit. Raising means nothing is held at this level.
+        """
+
+    @abstractmethod
+    async def commit(
+        self, hold: Hold, spent: Usage, *, charged_tokens: int, charged_cost: float
+    ) -> None:
+        """Atomically drop ``hold`` and record a made call, in one step.
+
+        ``spent`` is what the usage report shows (one call; tokens and cost as the provider
+        reported them, priced with this level's prices); ``charged_tokens``/``charged_cost``
+        are what this call counts against the token and cost caps from now on (at least
+        ``spent``'s; more when the provider reported nothing). Must record the call even if
+        the hold is gone (e.g. an expired lease): the call was made.
+        """
+
+    @abstractmethod
+    async def unhold(self, hold: Hold) -> None:
+        """Drop ``hold`` without charging anything (the call never left the process)."""
+
+    @abstractmethod
+    async def headroom(self, role: Role) -> int | None:
+        """Calls of ``role`` this level alone could still hold now (``None``: uncapped)."""
+
+    @abstractmethod
+    async def spent(self, role: Role) -> Usage:
+        """Settled usage of ``role`` at this level (a copy)."""
+
+    # -- configuration ----------------------------------------------------------------------
 
     def limits(self, role: Role = "response") -> Limits:
         return self._limits.get(role, Limits())
@@ -182,19 +273,14 @@ class Budget:
             return self._prices[role]
         return self.parent.price(role) if self.parent else None
 
-    def usage(self, role: Role = "response") -> Usage:
-        """Settled usage of ``role`` (a copy)."""
-        with self._lock:
-            return dataclasses.replace(self._spent[role])
-
-    def remaining_calls(self, role: Role = "response") -> int | None:
-        """Calls still available (after in-flight reservations) here and in every ancestor."""
-        with self._lock:
-            cap = self.limits(role).calls
-            mine = None if cap is None else cap - self._spent[role].calls - self._held[role].calls
-        up = self.parent.remaining_calls(role) if self.parent else None
-        values = [v for v in (mine, up) if v is not None]
-        return max(0, min(values)) if values else None
+    def chain(self) -> tuple[BaseBudget, ...]:
+        """This budget and its ancestors, nearest first."""
+        out: list[BaseBudget] = []
+        node: BaseBudget | None = self
+        while node is not None:
+            out.append(node)
+            node = node.parent
+        return tuple(out)
 
     def needs_token_bound(self, role: Role) -> bool:
         """Whether a reservation for ``role`` must carry an upper bound on tokens."""
@@ -203,22 +289,100 @@ class Budget:
             return True
         return self.parent.needs_token_bound(role) if self.parent else False
 
-    # -- reservations -----------------------------------------------------------------------
+    # -- the chain (async; shielded so a cancelled caller never leaves a level half-done) ---
 
-    def try_reserve(self, role: Role, *, tokens: int | None = None) -> Reservation | None:
-        """Hold one call of ``role`` (and ``tokens`` upper bound) here and in every ancestor.
+    async def areserve(
+        self, role: Role, *, tokens: int | None = None, output_tokens: int | None = None
+    ) -> Reservation | None:
+        """Hold one call of ``role`` here and in every ancestor, or nowhere.
 
-        Returns ``None`` when any level would be overspent; nothing is held then.
+        Args:
+            role: Which role's caps the call counts against.
+            tokens: Bound on the call's input plus output tokens.
+            output_tokens: The output part of ``tokens`` (e.g. ``max_tokens``); lets cost caps
+                price each part at its own rate and an error status be charged input only.
+
+        Returns:
+            The reservation, or ``None`` when any level would be overspent (nothing is held).
 
         Raises:
             ConfigError: a token or cost cap applies but ``tokens`` was not given.
         """
+        with anyio.CancelScope(shield=True):
+            return await self._reserve(role, tokens, output_tokens)
+
+    async def asettle(
+        self,
+        reservation: Reservation,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> Usage:
+        """Record a made call: at the reported counts, or (``None``) at its whole bound.
+
+        Returns this budget's part of the usage (one call, priced with its prices).
+        """
+        with anyio.CancelScope(shield=True):
+            return await self._settle(reservation, input_tokens, output_tokens, failed=False)
+
+    async def asettle_failed(
+        self,
+        reservation: Reservation,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+    ) -> Usage:
+        """Record a call the provider answered with an error status.
+
+        It counts as a call; the caps are charged what the provider reported, else the input
+        bound (the provider read the request) but no output (it wrote none).
+        """
+        with anyio.CancelScope(shield=True):
+            return await self._settle(reservation, input_tokens, output_tokens, failed=True)
+
+    async def arelease(self, reservation: Reservation) -> None:
+        """Give a reservation back whole: only for a call that never left the process."""
+        with anyio.CancelScope(shield=True):
+            await self._release(reservation)
+
+    async def asettle_message(self, reservation: Reservation, message: object) -> Usage:
+        """Settle with the ``usage_metadata`` of a LangChain message, if it has any."""
+        counts = _message_counts(message)
+        return await self.asettle(reservation, *counts)
+
+    async def aremaining_calls(self, role: Role = "response") -> int | None:
+        """Calls still available (after in-flight reservations) here and in every ancestor."""
+        values = [v for v in [await b.headroom(role) for b in self.chain()] if v is not None]
+        return max(0, min(values)) if values else None
+
+    async def ausage(self, role: Role = "response") -> Usage:
+        """Settled usage of ``role`` at this level (a copy)."""
+        return await self.spent(role)
+
+    @asynccontextmanager
+    async def spend(
+        self, role: Role, *, tokens: int | None = None, output_tokens: int | None = None
+    ) -> AsyncIterator[Reservation]:
+        """Reserve one call for the duration of the block, which makes the call.
+
+        Settle inside the block with :meth:`asettle`; a block left any other way (an error, a
+        cancellation) counts the call at its reserved bound: the provider may have received it.
+        (:mod:`hia_chain.calls` does better where it can tell whether the request was sent.)
+
+        Raises:
+            BudgetExceededError: the call does not fit.
+        """
+        reservation = await self.areserve(role, tokens=tokens, output_tokens=output_tokens)
+        if reservation is None:
+            msg = f"The {role!r} budget cannot pay for another call."
+            raise BudgetExceededError(msg)
+        try:
+            yield reservation
+        finally:
+            await self.asettle(reservation)
+
+    async def _reserve(
+        self, role: Role, tokens: int | None, output_tokens: int | None
+    ) -> Reservation | None:
         _check_role(role)
-        chain: list[Budget] = []
-        node: Budget | None = self
-        while node is not None:
-            chain.append(node)
-            node = node.parent
         if tokens is None and self.needs_token_bound(role):
             msg = (
                 f"A token or cost cap applies to role {role!r}, so each call needs a bound on "
@@ -226,39 +390,180 @@ class Budget:
             )
             raise ConfigError(msg)
         bound = tokens or 0
-        costs = tuple(_upper_cost(b.price(role), bound) for b in chain)
-        for i, b in enumerate(chain):
-            if not b._hold(role, bound, costs[i]):
-                for t, cost in zip(chain[:i], costs, strict=False):
-                    with t._lock:
-                        t._unhold(role, bound, cost)
-                return None
-        return Reservation(role=role, tokens=bound, costs=costs, budgets=tuple(chain))
+        if output_tokens is not None and not 0 <= output_tokens <= bound:
+            msg = f"`output_tokens` ({output_tokens}) must lie within `tokens` ({bound})."
+            raise ConfigError(msg)
+        levels = self.chain()
+        rid = _new_id()
+        holds = tuple(
+            Hold(rid, role, bound, _bound_cost(b.price(role), bound, output_tokens)) for b in levels
+        )
+        taken: list[int] = []
+        try:
+            for i, (b, h) in enumerate(zip(levels, holds, strict=True)):
+                if not await b.hold(h):
+                    break
+                taken.append(i)
+        finally:
+            if len(taken) < len(levels):  # refused or raised part-way: undo, nearest last
+                for i in reversed(taken):
+                    await levels[i].unhold(holds[i])
+        if len(taken) < len(levels):
+            return None
+        return Reservation(role, bound, output_tokens, levels, holds, id=rid)
 
-    def _hold(self, role: str, tokens: int, cost: float) -> bool:
-        lim = self.limits(role)  # type: ignore[arg-type]
+    async def _settle(
+        self,
+        reservation: Reservation,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        *,
+        failed: bool,
+    ) -> Usage:
+        if reservation.done:
+            return Usage()
+        reservation.done = True
+        role = reservation.role
+        reported = input_tokens is not None and output_tokens is not None
+        mine = Usage()
+        errors: list[BaseException] = []
+        for b, h in zip(reservation.levels, reservation.holds, strict=True):
+            price = b.price(role)
+            if reported:
+                cost = price.cost(input_tokens, output_tokens) if price else 0.0  # type: ignore[arg-type]
+                usage = Usage(1, input_tokens, output_tokens, cost, failed=int(failed))  # type: ignore[arg-type]
+                tokens_charged, cost_charged = usage.total_tokens, cost
+            elif failed:
+                usage = Usage(1, unreported=1, failed=1)
+                tokens_charged = reservation.input_tokens
+                cost_charged = _bound_cost(price, tokens_charged, 0)
+            else:  # unknown outcome: the whole bound
+                usage = Usage(1, unreported=1)
+                tokens_charged, cost_charged = h.tokens, h.cost
+            try:
+                await b.commit(h, usage, charged_tokens=tokens_charged, charged_cost=cost_charged)
+            except Exception as exc:  # keep settling the other levels, then report it
+                errors.append(exc)
+            if b is self:
+                mine = usage
+        if errors:
+            raise errors[0]
+        return mine
+
+    async def _release(self, reservation: Reservation) -> None:
+        if reservation.done:
+            return
+        reservation.done = True
+        errors: list[BaseException] = []
+        for b, h in zip(reservation.levels, reservation.holds, strict=True):
+            try:
+                await b.unhold(h)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+class Budget(BaseBudget):
+    """An in-process, thread-safe budget level; see :class:`BaseBudget` for the arguments.
+
+    Besides the async API it has sync helpers (``try_reserve``, ``settle``, ``release``,
+    ``usage``, ``remaining_calls``) for sync code, usable while every level of its chain is
+    an in-process ``Budget``.
+    """
+
+    def __init__(
+        self,
+        calls: int | None = None,
+        tokens: int | None = None,
+        cost: float | None = None,
+        *,
+        limits: Mapping[str, Limits] | None = None,
+        prices: Mapping[str, Price] | None = None,
+        parent: BaseBudget | None = None,
+    ) -> None:
+        super().__init__(calls, tokens, cost, limits=limits, prices=prices, parent=parent)
+        self._lock = threading.Lock()
+        self._held: dict[str, _Held] = {r: _Held() for r in ROLES}
+        self._spent: dict[str, Usage] = {r: Usage() for r in ROLES}
+        self._charged: dict[str, _Held] = {r: _Held() for r in ROLES}
+
+    # -- level primitives (never suspend: the lock is held only for arithmetic) -------------
+
+    async def hold(self, hold: Hold) -> bool:
+        return self._hold_now(hold)
+
+    async def commit(
+        self, hold: Hold, spent: Usage, *, charged_tokens: int, charged_cost: float
+    ) -> None:
         with self._lock:
-            spent, held = self._spent[role], self._held[role]
-            extra = self._unreported_charge[role]
-            if lim.calls is not None and spent.calls + held.calls + 1 > lim.calls:
+            self._drop(hold)
+            self._spent[hold.role].add(spent)
+            charged = self._charged[hold.role]
+            charged.calls += spent.calls
+            charged.tokens += charged_tokens
+            charged.cost += charged_cost
+
+    async def unhold(self, hold: Hold) -> None:
+        with self._lock:
+            self._drop(hold)
+
+    async def headroom(self, role: Role) -> int | None:
+        return self._headroom_now(role)
+
+    async def spent(self, role: Role) -> Usage:
+        return self.usage(role)
+
+    def _hold_now(self, hold: Hold) -> bool:
+        lim = self.limits(hold.role)
+        with self._lock:
+            held, charged = self._held[hold.role], self._charged[hold.role]
+            if lim.calls is not None and charged.calls + held.calls + 1 > lim.calls:
                 return False
-            used_tokens = spent.total_tokens + extra.tokens + held.tokens
-            if lim.tokens is not None and used_tokens + tokens > lim.tokens:
+            if lim.tokens is not None and charged.tokens + held.tokens + hold.tokens > lim.tokens:
                 return False
-            used_cost = spent.cost + extra.cost + held.cost
-            if lim.cost is not None and used_cost + cost > lim.cost + 1e-12:
+            if lim.cost is not None and charged.cost + held.cost + hold.cost > lim.cost + 1e-12:
                 return False
             held.calls += 1
-            held.tokens += tokens
-            held.cost += cost
+            held.tokens += hold.tokens
+            held.cost += hold.cost
             return True
 
-    def _unhold(self, role: str, tokens: int, cost: float) -> None:
+    def _drop(self, hold: Hold) -> None:
         """Drop a hold; the caller holds ``self._lock``."""
-        held = self._held[role]
+        held = self._held[hold.role]
         held.calls -= 1
-        held.tokens -= tokens
-        held.cost -= cost
+        held.tokens -= hold.tokens
+        held.cost -= hold.cost
+
+    def _headroom_now(self, role: Role) -> int | None:
+        cap = self.limits(role).calls
+        if cap is None:
+            return None
+        with self._lock:
+            return cap - self._charged[role].calls - self._held[role].calls
+
+    # -- sync helpers -----------------------------------------------------------------------
+
+    def usage(self, role: Role = "response") -> Usage:
+        """Settled usage of ``role`` (a copy)."""
+        with self._lock:
+            return dataclasses.replace(self._spent[role])
+
+    def held(self, role: Role = "response") -> int:
+        """Calls of ``role`` reserved here and not yet settled or released."""
+        with self._lock:
+            return self._held[role].calls
+
+    def remaining_calls(self, role: Role = "response") -> int | None:
+        """Sync :meth:`aremaining_calls` (every level in-process)."""
+        return _run_now(self.aremaining_calls(role), self)
+
+    def try_reserve(
+        self, role: Role, *, tokens: int | None = None, output_tokens: int | None = None
+    ) -> Reservation | None:
+        """Sync :meth:`areserve` (every level in-process)."""
+        return _run_now(self._reserve(role, tokens, output_tokens), self)
 
     def settle(
         self,
@@ -266,77 +571,75 @@ class Budget:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
     ) -> Usage:
-        """Turn a reservation into spent usage with the real token counts.
-
-        Token counts of ``None`` mean the provider reported none: the call is counted as
-        ``unreported`` with no tokens (never made-up counts), while token and cost caps are
-        charged the reserved bound so they still hold.
-        """
-        if reservation.done:
-            return Usage()
-        reservation.done = True
-        role = reservation.role
-        reported = input_tokens is not None and output_tokens is not None
-        mine = Usage()
-        for b, bound_cost in zip(reservation.budgets, reservation.costs, strict=True):
-            if reported:
-                price = b.price(role)
-                cost = price.cost(input_tokens, output_tokens) if price else 0.0  # type: ignore[arg-type]
-                usage = Usage(1, input_tokens, output_tokens, cost)  # type: ignore[arg-type]
-            else:
-                usage = Usage(1, 0, 0, 0.0, unreported=1)
-            with b._lock:  # one step: no reservation can slip in between release and spend
-                b._unhold(role, reservation.tokens, bound_cost)
-                b._spent[role].add(usage)
-                if not reported:
-                    b._unreported_charge[role].tokens += reservation.tokens
-                    b._unreported_charge[role].cost += bound_cost
-            if b is self:
-                mine = usage
-        return mine
+        """Sync :meth:`asettle` (every level in-process)."""
+        return _run_now(self._settle(reservation, input_tokens, output_tokens, failed=False), self)
 
     def settle_message(self, reservation: Reservation, message: object) -> Usage:
-        """Settle with the ``usage_metadata`` of a LangChain message, if it has any."""
-        usage = getattr(message, "usage_metadata", None)
-        if not usage:
-            return self.settle(reservation)
-        return self.settle(reservation, usage["input_tokens"], usage["output_tokens"])
+        """Sync :meth:`asettle_message` (every level in-process)."""
+        return self.settle(reservation, *_message_counts(message))
 
     def release(self, reservation: Reservation) -> None:
-        """Give a reservation back unspent: only for a call that was never started."""
-        if reservation.done:
-            return
-        reservation.done = True
-        for b, cost in zip(reservation.budgets, reservation.costs, strict=True):
-            with b._lock:
-                b._unhold(reservation.role, reservation.tokens, cost)
-
-    @asynccontextmanager
-    async def spend(self, role: Role, *, tokens: int | None = None) -> AsyncIterator[Reservation]:
-        """Reserve one call for the duration of the block, which makes the call.
-
-        Settle inside the block with :meth:`settle` or :meth:`settle_message`. A block left
-        any other way (an error, a cancellation) counts the call as made at its reserved bound:
-        the provider may have received it.
-
-        Raises:
-            BudgetExceededError: the call does not fit.
-        """
-        reservation = self.try_reserve(role, tokens=tokens)
-        if reservation is None:
-            msg = f"The {role!r} budget cannot pay for another call."
-            raise BudgetExceededError(msg)
-        try:
-            yield reservation
-        finally:
-            self.settle(reservation)
+        """Sync :meth:`arelease` (every level in-process)."""
+        _run_now(self._release(reservation), self)
 
 
-def _upper_cost(price: Price | None, tokens: int) -> float:
-    """Worst-case cost of a reservation: every token priced at the dearer rate."""
+@dataclass
+class _Held:
+    calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+
+
+_PROCESS = uuid.uuid4().hex[:16]
+_COUNTER = itertools.count()
+
+
+def _new_process() -> None:
+    global _PROCESS
+    _PROCESS = uuid.uuid4().hex[:16]
+
+
+os.register_at_fork(after_in_child=_new_process)
+
+
+def _new_id() -> str:
+    """A reservation id unique across processes and hosts (a random process prefix and a
+    counter: cheaper than a uuid4 per call, which reads the OS entropy pool)."""
+    return f"{_PROCESS}-{next(_COUNTER)}"
+
+
+def _run_now(coro: Coroutine[Any, Any, _T], budget: BaseBudget) -> _T:
+    """Run a chain operation whose levels never suspend (all in-process) to completion."""
+    if not all(isinstance(b, Budget) for b in budget.chain()):
+        coro.close()
+        msg = (
+            "This budget has a level that is not in-process (e.g. a RedisBudget): use the "
+            "async methods (`areserve`, `asettle`, `arelease`, `aremaining_calls`)."
+        )
+        raise ConfigError(msg)
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    msg = "An in-process budget level suspended; this is a bug in hia_chain."
+    raise RuntimeError(msg)
+
+
+def _message_counts(message: object) -> tuple[int | None, int | None]:
+    usage = getattr(message, "usage_metadata", None)
+    if not usage:
+        return None, None
+    return usage["input_tokens"], usage["output_tokens"]
+
+
+def _bound_cost(price: Price | None, tokens: int, output_tokens: int | None) -> float:
+    """Worst-case cost of a bound: each part at its own rate, an unsplit bound at the dearer."""
     if price is None:
         return 0.0
-    return tokens * max(price.input_per_million, price.output_per_million) / 1e6
+    if output_tokens is None:
+        return tokens * max(price.input_per_million, price.output_per_million) / 1e6
+    return price.cost(tokens - output_tokens, output_tokens)
 
 
 def _check_role(role: str) -> None:

@@ -8,6 +8,7 @@ Hierarchy::
     ├── AllCandidatesFilteredError           every candidate prompt was rejected
     ├── RewardModelError                     a scorer returned NaN, a wrong count or a missing key
     ├── OptimizerError                       the prompt optimizer failed to produce candidates
+    ├── StoreUnavailableError                shared state outside the process (Redis, SQLite) is unreachable
     └── LocalExtraMissingError (also ImportError)  the ``[local]`` extra or the embedded model is missing
 
 Callers can catch ``HIAError`` for everything, or a leaf for one failure.
@@ -23,6 +24,7 @@ __all__ = [
     "LocalExtraMissingError",
     "OptimizerError",
     "RewardModelError",
+    "StoreUnavailableError",
 ]
 
 
@@ -56,6 +58,16 @@ class RewardModelError(HIAError):
 
 class OptimizerError(HIAError):
     """Raised when the prompt optimizer's model fails in a way that is not retried."""
+
+
+class StoreUnavailableError(HIAError):
+    """Raised when shared state kept outside the process (a RedisBudget pool, a Redis or SQLite
+    observation store) cannot be reached or lost its data; the message names the store and its
+    URL. A budget fails closed: no call is made without a reservation."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class LocalExtraMissingError(HIAError, ImportError):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import time
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", help="an OpenAI-compatible endpoint instead of the local server")
     p.add_argument("--model", help="model name at --base-url")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--split",
+        choices=["dev", "test", "all"],
+        default="test",
+        help="which half of the prompt file (after the length filter, in file order): develop "
+        "and tune on dev, report on test (default)",
+    )
+    p.add_argument(
+        "--methods", type=lambda s: tuple(s.split(",")), help="comma-separated method names"
+    )
+    p.add_argument(
+        "--heuristic-state",
+        type=Path,
+        help="a `hia-chain calibrate` file: adds the warm-started methods (hia-*[warm])",
+    )
+    p.add_argument(
+        "--oracle-samples",
+        type=int,
+        default=3,
+        help="samples of each first-round candidate for the expected-reward oracle (default 3)",
+    )
     p.add_argument("--skip-overhead", action="store_true")
     p.add_argument(
         "--continuous-batching",
@@ -60,13 +83,23 @@ def _run(args: argparse.Namespace) -> int:
     if len(pool) < total:
         print(f"bench: {total - len(pool)} of {total} prompts are over 600 characters: left out")
     limit = args.limit or size["prompts"]
-    # A seeded sample, not the first rows: prompts nobody tuned the phrase bank on.
+    pool = split_prompts(pool, args.split)
+    # A seeded sample of the split, not its first rows.
     prompts = random.Random(args.seed).sample(pool, min(limit, len(pool)))
     objectives = list(BUILTIN_OBJECTIVES.values())
     items = make_items(prompts, objectives, args.seed)
     if args.base_url and not args.model:
         raise ConfigError("--base-url needs --model NAME.")
-    print(f"bench: {len(items)} prompts from {path}, budgets {budgets}, out {args.out}")
+    methods = _methods(args.methods, args.heuristic_state)
+    if args.oracle_samples < 1:
+        raise ConfigError("--oracle-samples must be >= 1.")
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = {"split": args.split, "prompts": str(path), "seed": args.seed}
+    (args.out / "meta.json").write_text(json.dumps(meta))
+    print(
+        f"bench: {len(items)} prompts from the {args.split} split of {path}, "
+        f"budgets {budgets}, out {args.out}"
+    )
     started = time.perf_counter()
     with ExitStack() as stack:
         if args.base_url:
@@ -75,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
             from hia_chain.local.embedded import embedded_model_path
             from hia_chain.local.serve import serve_model
 
-            served = stack.enter_context(
+            served: Any = stack.enter_context(
                 serve_model(
                     embedded_model_path(),
                     threads=1,
@@ -94,19 +127,25 @@ def _run(args: argparse.Namespace) -> int:
             timeout=300,
         )
         _check_sampling(llm, items[0].prompt)
-        config = BenchConfig(budgets=budgets, seed=args.seed)
-        anyio.run(
-            run_experiment,
-            items,
-            objectives,
-            builtin_scorers(list(BUILTIN_OBJECTIVES)),
-            llm,
-            lambda kind: _heuristic(kind, objectives),
-            config,
-            args.out,
-            print,
+        config = BenchConfig(
+            budgets=budgets, seed=args.seed, methods=methods, oracle_samples=args.oracle_samples
         )
+        with _progress_bar(len(items)) as advance:
+            anyio.run(
+                run_experiment,
+                items,
+                objectives,
+                builtin_scorers(list(BUILTIN_OBJECTIVES)),
+                llm,
+                lambda kind: _heuristic(kind, objectives, args.heuristic_state),
+                config,
+                args.out,
+                advance,
+            )
+        peak = served.peak_rss_mb() if not args.base_url else None
     print(f"bench: experiment took {time.perf_counter() - started:.0f} s")
+    if peak is not None:
+        print(f"bench: transformers serve peak RSS {peak:.0f} MB")
     text = summarize(args.out)
     write_plot(args.out)
     if not args.skip_overhead:
@@ -132,18 +171,68 @@ def _check_sampling(llm: Any, prompt: str) -> None:
         raise ConfigError(msg)
 
 
+def split_prompts(pool: list[tuple[str, str]], split: str) -> list[tuple[str, str]]:
+    """``dev`` = the first half of the file's usable prompts, ``test`` = the second half.
+
+    Fixed by file order, not by seed, so no choice of seed can move a prompt between them.
+    """
+    half = len(pool) // 2
+    return {"dev": pool[:half], "test": pool[half:], "all": pool}[split]
+
+
+def _methods(names: tuple[str, ...] | None, state: Path | None) -> tuple[Any, ...]:
+    from hia_chain.bench.methods import METHODS
+
+    by_name = {m.name: m for m in METHODS}
+    if names is None:
+        return tuple(m for m in METHODS if m.heuristic != "warm" or state is not None)
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        msg = f"--methods: unknown {unknown}; choose from {', '.join(by_name)}."
+        raise ConfigError(msg)
+    chosen = tuple(by_name[n] for n in names)
+    if state is None and any(m.heuristic == "warm" for m in chosen):
+        raise ConfigError(
+            "The hia-*[warm] methods need --heuristic-state FILE (hia-chain calibrate)."
+        )
+    return chosen
+
+
+@contextmanager
+def _progress_bar(total: int) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar over items; each finished item prints its line above it."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task("items", total=total)
+
+        def advance(line: str) -> None:
+            bar.console.print(line)
+            bar.advance(task)
+
+        yield advance
+
+
 _drafter: Any = None
 
 
-def _heuristic(kind: str, objectives: list[Any]) -> Any:
+def _heuristic(kind: str, objectives: list[Any], state: Path | None = None) -> Any:
     from hia_chain.scorers.instruction import InstructionHeuristic
 
     if kind == "instruction":
         return InstructionHeuristic(objectives)
-    if kind == "learned":
+    if kind in ("learned", "warm"):
         from hia_chain.scorers.learned import LearnedHeuristic
 
-        return LearnedHeuristic(fallback=InstructionHeuristic(objectives))
+        fallback = InstructionHeuristic(objectives)
+        if kind == "warm":
+            return LearnedHeuristic.load(state, fallback=fallback, objectives=objectives)  # type: ignore[arg-type]
+        return LearnedHeuristic(fallback=fallback, objectives=objectives)
     if kind == "draft":
         global _drafter
         from hia_chain.local import LocalChatModel

@@ -8,6 +8,12 @@ Reward functions: each run searches with the euclidean reward; the ``max_error``
 ``goal_completion`` rows re-select, among the answers that run measured, the best under that
 function. Searching separately per function would triple the calls for a small difference
 in which prompts get refined.
+
+The ceiling is an *expected-reward* oracle: every first-round candidate is sampled
+``oracle_samples`` times (``oracle.csv``: one row per candidate and pass). The best single
+sample of eight is partly luck; the candidate with the best mean reward is what a perfect
+predictor could pick, and the mean over candidates is what a random pick gets on average.
+Each run's ``chosen`` prompt lets the report look up the expected reward of a filter's pick.
 """
 
 from __future__ import annotations
@@ -48,8 +54,19 @@ RESULT_FIELDS = [
     "tokens",
     "seconds",
     "error",
+    "chosen",
 ]
-PRED_FIELDS = ["item", "method", "heuristic", "budget", "objective", "predicted", "measured"]
+ORACLE_FIELDS = ["item", "pass", "reward_function", "prompt", "reward", "scores"]
+PRED_FIELDS = [
+    "item",
+    "method",
+    "heuristic",
+    "budget",
+    "objective",
+    "predicted",
+    "measured",
+    "prompt",
+]
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,8 @@ class BenchConfig:
     seed: int = 0
     methods: tuple[Method, ...] = METHODS
     concurrency: int = 4
+    oracle_samples: int = 3
+    """Samples of every first-round candidate for the expected-reward oracle."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +114,21 @@ class _Writer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.results = self.out / "results.csv"
         self.preds = self.out / "predictions.csv"
-        for path, fields in ((self.results, RESULT_FIELDS), (self.preds, PRED_FIELDS)):
+        self.oracle = self.out / "oracle.csv"
+        for path, fields in (
+            (self.results, RESULT_FIELDS),
+            (self.preds, PRED_FIELDS),
+            (self.oracle, ORACLE_FIELDS),
+        ):
             if not path.exists():
                 with path.open("w", newline="") as f:
                     csv.writer(f).writerow(fields)
         with self.results.open() as f:
             for row in csv.DictReader(f):
                 self.done.add((row["item"], row["method"], int(row["budget"])))
+        with self.oracle.open() as f:
+            for row in csv.DictReader(f):
+                self.done.add((row["item"], "oracle", int(row["pass"])))
 
     def write(self, path: Path, rows: list[dict[str, Any]], fields: list[str]) -> None:
         with path.open("a", newline="") as f:
@@ -178,16 +205,20 @@ async def run_experiment(
             for method in config.methods:
                 for budget in config.budgets:
                     tg.start_soon(limited, item, method, budget, shared)
-        if (item.key, "oracle", 0) not in run.writer.done:
-            await _oracle(item, objectives, scorers, run.optimizer, shared, config, run.writer)
+        for r in range(config.oracle_samples):
+            if (item.key, "oracle", r) not in run.writer.done:
+                await _oracle_pass(
+                    item, r, objectives, scorers, run.optimizer, shared, config, run.writer
+                )
         progress(
             f"[{n}/{len(items)}] {item.key}: {shared.generated} answers generated "
             f"in {time.perf_counter() - started:.0f} s"
         )
 
 
-async def _oracle(
+async def _oracle_pass(
     item: Item,
+    r: int,
     objectives: Sequence[Objective],
     scorers: Sequence[ReferenceScorer],
     optimizer: TemplateOptimizer,
@@ -195,20 +226,33 @@ async def _oracle(
     config: BenchConfig,
     writer: _Writer,
 ) -> None:
-    """Send every first-round candidate once: the ceiling a perfect filter could reach."""
+    """The r-th sample of every first-round candidate (the same prompts a bon filter sees)."""
     n = config.candidates_per_round
     search = HIASearch(objectives, scorers, optimizer, None)
     settings = SearchSettings(
         search="bon", filter="order", budget=n, candidates_per_round=n, seed=config.seed
     )
-    t0 = time.perf_counter()
     try:
-        result = await search.run(item.prompt, item.goal, shared.responder(), settings)
+        result = await search.run(item.prompt, item.goal, shared.responder(offset=r), settings)
     except Exception as exc:
-        writer.write(writer.results, [_error_row(item, _ORACLE, 0, exc, t0)], RESULT_FIELDS)
+        writer.write(writer.results, [_error_row(item, _ORACLE, r, exc, 0.0)], RESULT_FIELDS)
         return
-    rows = _rows(item, _ORACLE, 0, result, objectives, time.perf_counter() - t0)
-    writer.write(writer.results, rows, RESULT_FIELDS)
+    rows = []
+    for name in REWARD_NAMES:
+        fn = get_reward_function(name, objectives)
+        rows += [
+            {
+                "item": item.key,
+                "pass": r,
+                "reward_function": name,
+                "prompt": c.prompt,
+                "reward": fn(item.goal, c.measured),
+                "scores": json.dumps(c.measured),
+            }
+            for c in result.candidates
+            if c.measured is not None
+        ]
+    writer.write(writer.oracle, rows, ORACLE_FIELDS)
 
 
 _ORACLE = Method("oracle", "bon", "order")
@@ -244,6 +288,7 @@ def _rows(
                 "tokens": usage["total_tokens"],
                 "seconds": round(seconds, 3),
                 "error": "",
+                "chosen": best.prompt,
             }
         )
     return rows
@@ -265,8 +310,9 @@ def _error_row(
         "scores": "",
         "calls": "",
         "tokens": "",
-        "seconds": round(time.perf_counter() - t0, 3),
+        "seconds": round(time.perf_counter() - t0, 3) if t0 else "",
         "error": f"{type(exc).__name__}: {exc}"[:300],
+        "chosen": "",
     }
 
 
@@ -287,6 +333,7 @@ def _pred_rows(
                     "objective": name,
                     "predicted": c.predicted.get(name),
                     "measured": value,
+                    "prompt": c.prompt,
                 }
             )
     return rows

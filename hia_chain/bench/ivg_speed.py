@@ -18,7 +18,10 @@
 * **sentiment** (``--sentiment``) — :func:`sentiment_steering`: base sampling, best-of-N,
   token guidance, chunk guidance and IVG on IMDB review prefixes (the IVG paper's
   controlled-sentiment task): mean sentiment reward and VADER compound with the seed-to-seed
-  spread, and answer tokens/s.
+  spread, distinct-2 (:func:`distinct_n`: the share of an answer's word bigrams that are
+  distinct, 1 = no bigram repeated; the mean over answers) and answer tokens/s. Every method
+  runs with IVGChatModel's default repetition control; the rows marked "no rep. control"
+  switch it off, to show what it buys.
 
 Medians over ``--repeats`` runs per prompt. Set ``OMP_NUM_THREADS`` for a fair single-thread
 figure; the script also calls ``torch.set_num_threads`` with ``--threads``.
@@ -40,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SPEED_METHODS", "SpeedMethod", "run_speed", "sentiment_steering"]
+__all__ = ["SPEED_METHODS", "SpeedMethod", "distinct_n", "run_speed", "sentiment_steering"]
 
 _PROMPTS = [
     "Continue this movie review: I went to see this film expecting very little, and",
@@ -221,7 +224,21 @@ def _imdb_path() -> Path | None:
     return None
 
 
+def distinct_n(text: str, n: int = 2) -> float:
+    """Distinct n-grams / n-grams of one answer's lowercased words (1.0 when it has none).
+
+    Per answer, not pooled over answers: the question is whether one answer repeats itself
+    (the 135M model loops on a sentence), not whether different prompts get different answers.
+    """
+    words = text.lower().split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+_NO_REPETITION_CONTROL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
+
 STEERING_METHODS: dict[str, dict[str, Any]] = {
+    "base, no rep. control": {"guidance": "none", **_NO_REPETITION_CONTROL},
     "base": {"guidance": "none"},
     "best-of-4": {
         "guidance": "chunk",
@@ -243,6 +260,14 @@ STEERING_METHODS: dict[str, dict[str, Any]] = {
         "successors_per_beam": 2,
         "chunk_tokens": 8,
     },
+    "IVG, no rep. control": {
+        "guidance": "both",
+        "beta": 2.0,
+        "beam_width": 2,
+        "successors_per_beam": 2,
+        "chunk_tokens": 8,
+        **_NO_REPETITION_CONTROL,
+    },
 }
 
 
@@ -259,8 +284,9 @@ def sentiment_steering(
     """Steer IMDB review continuations toward sentiment 4 with each method.
 
     Returns one dict per method: ``reward`` (mean euclidean reward toward sentiment 4, in
-    [-1, 0]), ``compound`` (mean VADER compound), their seed-to-seed ``*_spread`` (max − min of
-    the per-seed means), ``tokens_per_second`` (answer tokens / wall time) and ``seconds``.
+    [-1, 0]), ``compound`` (mean VADER compound), ``distinct2`` (mean per-answer
+    :func:`distinct_n`), their seed-to-seed ``*_spread`` (max − min of the per-seed means),
+    ``tokens_per_second`` (answer tokens / wall time) and ``seconds``.
 
     Raises:
         ConfigError: the IMDB file is missing.
@@ -291,7 +317,7 @@ def sentiment_steering(
             max_tokens=max_new_tokens,
             **settings,
         )
-        per_seed_reward, per_seed_compound, tokens, seconds = [], [], 0, 0.0
+        per_seed_reward, per_seed_compound, per_seed_distinct, tokens, seconds = [], [], [], 0, 0.0
         for seed in seeds:
             started = time.perf_counter()
             messages = [llm.invoke(p, seed=seed) for p in prompts]
@@ -302,6 +328,7 @@ def sentiment_steering(
             per_seed_compound.append(
                 statistics.mean(vader.polarity_scores(t)["compound"] for t in texts)
             )
+            per_seed_distinct.append(statistics.mean(distinct_n(t, 2) for t in texts))
         out.append(
             {
                 "method": name,
@@ -310,6 +337,8 @@ def sentiment_steering(
                 "compound": statistics.mean(per_seed_compound),
                 "compound_spread": max(per_seed_compound) - min(per_seed_compound),
                 "per_seed_compound": per_seed_compound,
+                "distinct2": statistics.mean(per_seed_distinct),
+                "distinct2_spread": max(per_seed_distinct) - min(per_seed_distinct),
                 "tokens_per_second": tokens / seconds,
                 "seconds": seconds,
                 "prompts": len(prompts),
@@ -345,12 +374,14 @@ def _print_sentiment(rows: list[dict[str, Any]]) -> None:
         f"\nSentiment steering: {first['prompts']} IMDB prefixes x seeds {first['seeds']}, target sentiment 4"
     )
     print(
-        f"{'method':<22}{'reward':>8}{'±spread':>9}{'VADER':>8}{'±spread':>9}{'tok/s':>8}{'seconds':>9}"
+        f"{'method':<24}{'reward':>8}{'±spread':>9}{'VADER':>8}{'±spread':>9}{'dist-2':>8}"
+        f"{'±spread':>9}{'tok/s':>8}{'seconds':>9}"
     )
     for r in rows:
         print(
-            f"{r['method']:<22}{r['reward']:>8.3f}{r['reward_spread']:>9.3f}{r['compound']:>8.3f}"
-            f"{r['compound_spread']:>9.3f}{r['tokens_per_second']:>8.1f}{r['seconds']:>9.1f}"
+            f"{r['method']:<24}{r['reward']:>8.3f}{r['reward_spread']:>9.3f}{r['compound']:>8.3f}"
+            f"{r['compound_spread']:>9.3f}{r['distinct2']:>8.3f}{r['distinct2_spread']:>9.3f}"
+            f"{r['tokens_per_second']:>8.1f}{r['seconds']:>9.1f}"
         )
 
 

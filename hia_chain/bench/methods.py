@@ -17,12 +17,10 @@ class Method:
     search: SearchName
     filter: FilterName
     heuristic: str | None = None
-    """``learned`` (online, no drafter: the realistic black-box case), ``draft`` (the local
-    model drafts; here it shares weights with the response model), or ``instruction``."""
-
-    @property
-    def is_hia(self) -> bool:
-        return self.filter == "heuristic"
+    """``learned`` (online from a cold start, no drafter: the realistic black-box case),
+    ``warm`` (the same, warm-started from ``hia-chain calibrate`` on the package's own
+    calibration prompts), ``draft`` (the local model drafts; here it shares weights with the
+    response model), or ``instruction``."""
 
 
 METHODS: tuple[Method, ...] = (
@@ -35,4 +33,7 @@ METHODS: tuple[Method, ...] = (
     Method("hia-beam[learned]", "beam", "heuristic", "learned"),
     Method("hia-bon[instruction]", "bon", "heuristic", "instruction"),
     Method("hia-bon[draft]", "bon", "heuristic", "draft"),
+    Method("hia-bon[warm]", "bon", "heuristic", "warm"),
+    Method("hia-greedy[warm]", "greedy", "heuristic", "warm"),
+    Method("hia-beam[warm]", "beam", "heuristic", "warm"),
 )

@@ -14,7 +14,6 @@ from collections import Counter
 
 import anyio
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage
 
 from hia_chain.search.types import Responder, Response
 
@@ -36,23 +35,22 @@ class SharedResponses:
         self._cache: dict[tuple[str, int], Response] = {}
         self._locks: dict[tuple[str, int], anyio.Lock] = {}
 
-    def responder(self) -> Responder:
-        """A responder for one method run (it counts its own occurrences of each prompt)."""
+    def responder(self, offset: int = 0) -> Responder:
+        """A responder for one method run (it counts its own occurrences of each prompt).
+
+        ``offset`` starts every prompt's count there: the expected-reward oracle's r-th pass
+        over the first-round candidates takes the r-th sample of each, not the first again.
+        """
         seen: Counter[str] = Counter()
 
         async def respond(prompt: str) -> Response:
-            key = (prompt, seen[prompt])
+            key = (prompt, seen[prompt] + offset)
             seen[prompt] += 1
             lock = self._locks.setdefault(key, anyio.Lock())
             async with lock:
                 if key not in self._cache:
                     message = await self.llm.ainvoke(prompt, seed=_seed(prompt, key[1], self.seed))
-                    usage = message.usage_metadata if isinstance(message, AIMessage) else None
-                    self._cache[key] = Response(
-                        text=message.text,
-                        input_tokens=usage["input_tokens"] if usage else None,
-                        output_tokens=usage["output_tokens"] if usage else None,
-                    )
+                    self._cache[key] = Response.from_message(message)
                     self.generated += 1
                 return self._cache[key]
 

@@ -23,7 +23,7 @@ from typing import Any
 from hia_chain.errors import ConfigError, LocalExtraMissingError, RewardModelError
 from hia_chain.local._decode import Guidance, guided_decode
 from hia_chain.local._hf_adapter import CausalStream
-from hia_chain.local.guidance import LogitsProcessor
+from hia_chain.local.guidance import LogitsProcessor, repetition_processors
 from hia_chain.local.values import ValueFunction
 
 try:
@@ -140,6 +140,8 @@ def chunk_beam_search(
     pad_id: int,
     generator: torch.Generator | None,
     sample: bool = True,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
 ) -> SearchResult:
     """Search for the best response to one prompt.
 
@@ -160,12 +162,21 @@ def chunk_beam_search(
         pad_id: id fed to ended rows.
         generator: the explicit random source for sampling.
         sample: False decodes greedily.
+        repetition_penalty: transformers' repetition penalty over each row's prompt and
+            answer so far, applied before ``processors``; 1.0 (the default here) is off.
+        no_repeat_ngram_size: bans any n tokens in a row already in that row's prompt or
+            answer, applied before ``processors``; 0 (the default here) is off. Both follow
+            every row through expansion and pruning: the ids are reordered with the caches.
 
     Raises:
         ConfigError: bad parameters, a missing value function, or streams not at batch 1.
         RewardModelError: the value function returned the wrong number of scores.
     """
     _check_params(beam_width, successors_per_beam, chunk_tokens, max_new_tokens)
+    chain = [
+        *repetition_processors(repetition_penalty, no_repeat_ngram_size),
+        *(processors if isinstance(processors, Sequence) else [processors]),
+    ]
     if value is None and beam_width * successors_per_beam > 1:
         msg = "Choosing among several beams needs a value function; pass `value`."
         raise ConfigError(msg)
@@ -191,7 +202,7 @@ def chunk_beam_search(
         out = guided_decode(
             base,
             guidance,
-            processors,
+            chain,
             max_new_tokens=steps,
             vocab_size=vocab_size,
             eos_ids=eos_ids,

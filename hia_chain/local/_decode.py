@@ -21,7 +21,7 @@ except ImportError as exc:  # the [local] extra is not installed
     msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
     raise LocalExtraMissingError(msg) from exc
 
-__all__ = ["DecodeResult", "Guidance", "guided_decode"]
+__all__ = ["DecodeResult", "Guidance", "guided_decode", "ids_for_processors"]
 
 
 @dataclass
@@ -54,6 +54,18 @@ class DecodeResult:
     log_ratio: torch.Tensor = field(repr=False)
     """``(batch,)`` Σ_t Σ_j log π_tuned_j(y_t) − log π_ref(y_t) over this call's tokens (zero
     without guide streams): the implicit value's increment, free from logits already computed."""
+
+
+def ids_for_processors(stream: CausalStream, vocab_size: int) -> torch.Tensor:
+    """The stream's ids with left-padding positions set to ``vocab_size``.
+
+    transformers' repetition processors count every id they are given; a left-padded row's pad
+    (often the eos token) would be penalized or n-gram-banned as if the row had written it.
+    Both processors map ids ``>= vocab_size`` to a spare column they drop, so that id is inert.
+    """
+    if bool(stream.mask.all()):
+        return stream.ids
+    return stream.ids.masked_fill(stream.mask == 0, vocab_size)
 
 
 @torch.no_grad()
@@ -96,8 +108,9 @@ def guided_decode(
         z_ref = z_base if ref is None else ref
         # token guidance: z_base + beta * sum_j (z_tuned_j - z_ref)
         z = guided_logits(z_base, z_tuned, z_ref, guidance.beta) if guidance else z_base
-        # temperature -> top-k -> top-p, on a new tensor
-        z = process(base.ids, z)
+        # repetition control -> temperature -> top-k -> top-p, on a new tensor; the ids are
+        # each row's prompt and answer so far, left padding hidden past the vocabulary
+        z = process(ids_for_processors(base, vocab_size), z)
         # sample with the caller's generator (or argmax for greedy); ended rows emit pad
         if sample:
             nxt = torch.multinomial(z.softmax(dim=-1), 1, generator=generator).squeeze(1)

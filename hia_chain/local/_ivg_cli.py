@@ -46,6 +46,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--beta", type=float, default=2.0, help="token guidance strength (default 2)")
     p.add_argument("--max-new-tokens", type=int, default=128, metavar="T")
     p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=None,
+        metavar="P",
+        help="penalty on tokens already in the prompt or answer; 1 = off (default 1.1)",
+    )
+    p.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=None,
+        metavar="N",
+        help="never repeat N tokens in a row; 0 = off (default 4)",
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--model-path", default=None, help="a transformers folder (default: embedded)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -84,6 +98,15 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(msg)
     from hia_chain.local.ivg_chat_model import IVGChatModel
 
+    # unset flags keep IVGChatModel's defaults (the help text quotes them; a test checks)
+    repetition = {
+        k: v
+        for k, v in (
+            ("repetition_penalty", args.repetition_penalty),
+            ("no_repeat_ngram_size", args.no_repeat_ngram),
+        )
+        if v is not None
+    }
     llm = IVGChatModel(
         model_path=args.model_path,
         guidance=args.guidance,
@@ -95,6 +118,7 @@ def _run(args: argparse.Namespace) -> int:
         max_tokens=args.max_new_tokens,
         temperature=args.temperature,
         seed=args.seed,
+        **repetition,
     )
     started = time.perf_counter()
     message = llm.invoke(args.prompt)
@@ -108,6 +132,8 @@ def _run(args: argparse.Namespace) -> int:
             "reward": reward,
             "goal": goal,
             "guidance": trace["guidance"],
+            "repetition_penalty": trace["repetition_penalty"],
+            "no_repeat_ngram_size": trace["no_repeat_ngram_size"],
             "new_tokens": trace["new_tokens"],
             "tokens_generated": trace["tokens_generated"],
             "seconds": round(seconds, 3),

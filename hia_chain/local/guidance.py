@@ -3,7 +3,10 @@
 Sampling uses ``transformers``' own ``TemperatureLogitsWarper`` → ``TopKLogitsWarper`` →
 ``TopPLogitsWarper`` (called as ``processor(input_ids, scores) -> new_scores``, never in
 place), so guided and plain decoding sample exactly as ``generate`` does; this module only
-validates the settings with errors that name them.
+validates the settings with errors that name them. Repetition control likewise reuses
+``RepetitionPenaltyLogitsProcessor`` and ``NoRepeatNGramLogitsProcessor``, applied before
+temperature as in ``generate``, on each row's full ids (prompt included, as ``generate`` does
+for decoder-only models): a 135M model left alone loops on one sentence.
 
 Token guidance (the IVG/EFT rule, on raw last-position logits over the full vocabulary)::
 
@@ -29,6 +32,8 @@ try:
     import torch
     from transformers import LogitsProcessorList
     from transformers.generation.logits_process import (
+        NoRepeatNGramLogitsProcessor,
+        RepetitionPenaltyLogitsProcessor,
         TemperatureLogitsWarper,
         TopKLogitsWarper,
         TopPLogitsWarper,
@@ -38,13 +43,21 @@ except ImportError as exc:  # the [local] extra is not installed
     raise LocalExtraMissingError(msg) from exc
 
 __all__ = [
+    "DEFAULT_NO_REPEAT_NGRAM_SIZE",
+    "DEFAULT_REPETITION_PENALTY",
     "LogitsProcessor",
     "check_shared_vocabulary",
     "goal_system_prompt",
     "guided_logits",
+    "repetition_processors",
     "sampling_processors",
     "with_system_prompt",
 ]
+
+DEFAULT_REPETITION_PENALTY = 1.1
+"""Default of IVGChatModel and ``hia-chain ivg``: mild (CTRL suggests 1.2); 1 turns it off."""
+DEFAULT_NO_REPEAT_NGRAM_SIZE = 4
+"""Default of IVGChatModel and ``hia-chain ivg``: no 4-token sequence twice; 0 turns it off."""
 
 _CROSS_TOKENIZER_HINT = (
     "Token-level guidance adds logits token by token, so it needs one shared vocabulary; "
@@ -86,6 +99,47 @@ def sampling_processors(
         processors.append(TopKLogitsWarper(top_k))
     if top_p is not None and top_p != 1:
         processors.append(TopPLogitsWarper(float(top_p)))
+    return processors
+
+
+def repetition_processors(
+    repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0
+) -> LogitsProcessorList:
+    """repetition penalty → no-repeat n-gram, skipping the off ones (``1.0`` and ``0``).
+
+    Both read the ``input_ids`` handed to them, so the caller passes each row's whole sequence,
+    prompt included, in row order (beam reordering must reorder the ids with the cache).
+
+    Raises:
+        ConfigError: ``repetition_penalty`` is not a finite number > 0, or
+            ``no_repeat_ngram_size`` is not an integer >= 0.
+    """
+    if (
+        isinstance(repetition_penalty, bool)
+        or not isinstance(repetition_penalty, int | float)
+        or not math.isfinite(repetition_penalty)
+        or repetition_penalty <= 0
+    ):
+        msg = (
+            "`repetition_penalty` must be a finite number > 0 (1 = off, above 1 discourages "
+            f"tokens already seen), got {repetition_penalty!r}."
+        )
+        raise ConfigError(msg)
+    if (
+        isinstance(no_repeat_ngram_size, bool)
+        or not isinstance(no_repeat_ngram_size, int)
+        or no_repeat_ngram_size < 0
+    ):
+        msg = (
+            "`no_repeat_ngram_size` must be an integer >= 0 (0 = off, n bans any n tokens "
+            f"in a row that already occurred), got {no_repeat_ngram_size!r}."
+        )
+        raise ConfigError(msg)
+    processors = LogitsProcessorList()
+    if repetition_penalty != 1:
+        processors.append(RepetitionPenaltyLogitsProcessor(float(repetition_penalty)))
+    if no_repeat_ngram_size > 0:
+        processors.append(NoRepeatNGramLogitsProcessor(no_repeat_ngram_size))
     return processors
 
 

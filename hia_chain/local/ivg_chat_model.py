@@ -41,14 +41,20 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective, RewardName, validate_goal
 from hia_chain.local.chat_model import conversation, local_ls_params, resolve_weights
-from hia_chain.local.guidance import goal_system_prompt, with_system_prompt
+from hia_chain.local.guidance import (
+    DEFAULT_NO_REPEAT_NGRAM_SIZE,
+    DEFAULT_REPETITION_PENALTY,
+    goal_system_prompt,
+    repetition_processors,
+    with_system_prompt,
+)
 
 __all__ = ["IVGChatModel"]
 
 GuidanceMode = Literal["none", "token", "chunk", "both"]
 _IDENTIFYING = (
     "model_name model_path guidance goal beta beam_width successors_per_beam chunk_tokens "
-    "temperature top_k top_p max_tokens"
+    "temperature top_k top_p repetition_penalty no_repeat_ngram_size max_tokens"
 ).split()
 
 
@@ -89,6 +95,11 @@ class IVGChatModel(BaseChatModel):
     """0 decodes greedily."""
     top_k: int | None = None
     top_p: float = 1.0
+    repetition_penalty: float = DEFAULT_REPETITION_PENALTY
+    """transformers' repetition penalty over each row's prompt and answer so far (1 = off).
+    On by default: the 135M embedded model otherwise repeats whole sentences."""
+    no_repeat_ngram_size: int = DEFAULT_NO_REPEAT_NGRAM_SIZE
+    """No ``n`` tokens in a row twice in a row's prompt and answer (0 = off)."""
     max_tokens: int = 256
     seed: int | None = None
     """Seed of the sampler's ``torch.Generator``; None draws a fresh one per call."""
@@ -143,6 +154,7 @@ class IVGChatModel(BaseChatModel):
         for bad, msg in checks:
             if bad:
                 raise ConfigError(msg)
+        repetition_processors(self.repetition_penalty, self.no_repeat_ngram_size)  # validates
         if self.goal is not None:
             self.goal = validate_goal(self._objectives(), self.goal)
 
@@ -175,8 +187,8 @@ class IVGChatModel(BaseChatModel):
     ) -> tuple[Any, dict[str, Any]]:
         """Run one guided search (blocking): ``(SearchResult, trace)``.
 
-        ``kwargs`` may override ``goal``, ``seed``, ``max_tokens``, ``temperature``, ``beta``
-        and ``guidance`` for this call.
+        ``kwargs`` may override ``goal``, ``seed``, ``max_tokens``, ``temperature``, ``beta``,
+        ``guidance``, ``repetition_penalty`` and ``no_repeat_ngram_size`` for this call.
 
         Raises:
             ConfigError: a chunk or token guidance call without a goal (or ``value``), a
@@ -254,7 +266,16 @@ class IVGChatModel(BaseChatModel):
         yield chunk
 
 
-_OVERRIDES = ("goal", "seed", "max_tokens", "temperature", "beta", "guidance")
+_OVERRIDES = (
+    "goal",
+    "seed",
+    "max_tokens",
+    "temperature",
+    "beta",
+    "guidance",
+    "repetition_penalty",
+    "no_repeat_ngram_size",
+)
 
 
 def _default_value(llm: IVGChatModel, mode: str, goal: dict[str, float] | None) -> Any:
@@ -327,6 +348,7 @@ def _run_ivg(
     if mode not in ("none", "token", "chunk", "both") or not math.isfinite(beta):
         msg = f"`guidance` must be none, token, chunk or both and `beta` finite; got {mode!r}, {beta}."
         raise ConfigError(msg)
+    repetition_processors(opts["repetition_penalty"], opts["no_repeat_ngram_size"])  # validates
     goal = validate_goal(llm._objectives(), opts["goal"]) if opts["goal"] else None
     model, tok = llm._resolve()
     conv = conversation(messages)
@@ -363,6 +385,8 @@ def _run_ivg(
         pad_id=pad,
         generator=generator,
         sample=temperature > 0,
+        repetition_penalty=opts["repetition_penalty"],
+        no_repeat_ngram_size=opts["no_repeat_ngram_size"],
     )
     trace = {
         "guidance": mode,
@@ -372,6 +396,8 @@ def _run_ivg(
         "beam_width": shape[0],
         "successors_per_beam": shape[1],
         "chunk_tokens": shape[2],
+        "repetition_penalty": opts["repetition_penalty"],
+        "no_repeat_ngram_size": opts["no_repeat_ngram_size"],
         "value": value.name if value is not None else None,
         "guide_system_prompt": system,
         "input_tokens": len(base_ids),

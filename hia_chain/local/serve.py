@@ -37,6 +37,18 @@ class ServedModel:
     """OpenAI-style base URL, e.g. ``http://127.0.0.1:8123/v1``."""
     model: str
     log_path: Path
+    pid: int | None = None
+
+    def peak_rss_mb(self) -> float | None:
+        """The server process's peak resident memory (Linux ``VmHWM``), if readable."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except (OSError, TypeError):
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return None
 
     def log_tail(self, chars: int = 4000) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -58,9 +70,14 @@ def serve_model(
     port: int | None = None,
     threads: int = 1,
     continuous_batching: bool = False,
+    cb_block_size: int = 32,
+    cb_num_blocks: int = 512,
     startup_timeout: float = 180.0,
 ) -> Iterator[ServedModel]:
     """Start ``transformers serve`` on ``folder``, wait until it answers, stop it on exit.
+
+    With continuous batching the KV cache is bounded (``cb_block_size`` × ``cb_num_blocks``
+    tokens): unbounded, the server for the 135M model grew past 8 GB on CPU and was killed.
 
     Raises:
         LocalExtraMissingError: the ``transformers`` command is not installed.
@@ -87,10 +104,18 @@ def serve_model(
     (workdir / "hub").mkdir()
     args = [exe, "serve", str(folder), "--host", host, "--port", str(port), "--device", "cpu"]
     if continuous_batching:
-        args.append("--continuous-batching")
+        args += [
+            "--continuous-batching",
+            "--cb-block-size",
+            str(cb_block_size),
+            "--cb-num-blocks",
+            str(cb_num_blocks),
+        ]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-    served = ServedModel(base_url=f"http://{host}:{port}/v1", model=str(folder), log_path=log_path)
+    served = ServedModel(
+        base_url=f"http://{host}:{port}/v1", model=str(folder), log_path=log_path, pid=proc.pid
+    )
     try:
         _wait_ready(proc, f"http://{host}:{port}/health", startup_timeout, served)
         logger.info("transformers serve ready at %s", served.base_url)

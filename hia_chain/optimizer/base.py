@@ -11,7 +11,14 @@ from typing import Any
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective
 
-__all__ = ["Feedback", "OptimizeRequest", "PromptOptimizer", "Proposal", "keeps_request"]
+__all__ = [
+    "Feedback",
+    "OptimizeRequest",
+    "PromptOptimizer",
+    "Proposal",
+    "keeps_request",
+    "rewrite_problem",
+]
 
 
 @dataclass(frozen=True)
@@ -86,3 +93,35 @@ def keeps_request(original: str, candidate: str, min_recall: float = 0.7) -> boo
         return original.strip().lower() in candidate.lower()
     have = set(_content_words(candidate))
     return sum(w in have for w in words) / len(words) >= min_recall
+
+
+_PLACEHOLDER = re.compile(
+    r"\{\{.*?\}\}|\{[a-z_][\w-]*\}|<[a-z_][\w-]*>|\[(?:insert|your)[^\]]*\]", re.I
+)
+_JSONISH = re.compile(r"^\s*[\[{]|\"\w+\"\s*:")
+_FILLER = frozenset(
+    "can could would will kindly tell explain describe question answer give provide know "
+    "following request task user prompt rewrite rewritten version".split()
+)
+_MAX_ADDED_WORDS = 80
+
+
+def rewrite_problem(original: str, candidate: str) -> str | None:
+    """Why an optimizer's rewrite is junk, or ``None`` when it is a usable candidate.
+
+    Small rewriter models (the embedded 135M one above all) return template placeholders
+    (``{{get-file}}``), JSON blobs, the question merely restated, or an answer instead of a
+    prompt. Each would waste a paid call, so stage 1 rejects them with this reason.
+    """
+    if not keeps_request(original, candidate):
+        return "drops the user's request"
+    if _PLACEHOLDER.search(candidate) and not _PLACEHOLDER.search(original):
+        return "contains a template placeholder"
+    if _JSONISH.search(candidate) and not _JSONISH.search(original):
+        return "is a JSON blob, not a prompt"
+    new = set(_content_words(candidate)) - set(_content_words(original))
+    if not new - _FILLER:
+        return "restates the request without an instruction"
+    if len(candidate.split()) - len(original.split()) > _MAX_ADDED_WORDS:
+        return "adds more than a prompt's worth of text (an answer, not an instruction)"
+    return None

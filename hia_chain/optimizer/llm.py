@@ -9,8 +9,8 @@ from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import Runnable
 
-from hia_chain._retry import retrying
-from hia_chain.context import RunContext, estimate_tokens
+from hia_chain.calls import bound_for, call_model
+from hia_chain.context import RunContext
 from hia_chain.optimizer._parse import parse_prompts
 from hia_chain.optimizer.base import OptimizeRequest, PromptOptimizer, Proposal
 
@@ -82,15 +82,16 @@ class LLMPromptOptimizer(PromptOptimizer):
             "feedback": _feedback(request),
             "n": request.n,
         }
-        async for attempt in retrying(self.max_retries):
-            with attempt:
-                if context is None:
-                    message = await self.chain.ainvoke(inputs)
-                else:
-                    bound = estimate_tokens(request.prompt + _SYSTEM + _HUMAN, self.max_tokens)
-                    async with context.budget.spend("optimizer", tokens=bound) as r:
-                        message = await context.ainvoke(self.chain, inputs, "optimizer")
-                        context.budget.settle_message(r, message)
+        context = context or RunContext()
+        text = request.prompt + _SYSTEM + _HUMAN + inputs["context"] + inputs["feedback"]
+        message = await call_model(
+            context,
+            "optimizer",
+            self.chain,
+            inputs,
+            bound=bound_for(text, self.max_tokens),
+            retries=self.max_retries,
+        )
         texts = parse_prompts(message.text)
         logger.debug("optimizer proposed %d prompts", len(texts))
         return [Proposal(prompt=t, origin="llm") for t in texts[: request.n]]

@@ -5,7 +5,8 @@ neighbouring intensities (one and two levels either side) and alternative phrasi
 models follow instructions imprecisely: the heuristic filter, not this composer, decides
 which intensity is likely to land on the target. With feedback (greedy and beam rounds) it
 moves the level against the measured error: an answer that came out too long gets a
-"shorter" instruction next round.
+"shorter" instruction next round. When the prompt sets its own length or format ("at least
+300 words", "in JSON"), the instructions say that the request's requirements come first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from hia_chain.context import RunContext
 from hia_chain.goals import Objective
 from hia_chain.optimizer._phrases import PHRASES
 from hia_chain.optimizer.base import OptimizeRequest, PromptOptimizer, Proposal
+from hia_chain.optimizer.constraints import find_constraints, precedence_clause
 
 __all__ = ["TemplateOptimizer"]
 
@@ -70,6 +72,8 @@ class TemplateOptimizer(PromptOptimizer):
         objs = request.objectives
         base = self._base_levels(request)
         rng = random.Random(request.seed)
+        constraints = find_constraints(request.prompt)
+        lead = precedence_clause(constraints)
         out: list[Proposal] = []
         seen: set[tuple[tuple[int, ...], int]] = set()
         for offsets, variant in self._combos(len(objs), rng):
@@ -78,7 +82,8 @@ class TemplateOptimizer(PromptOptimizer):
                 continue
             seen.add((levels, variant))
             instructions = " ".join(
-                _instruction(o, lv, variant) for o, lv in zip(objs, levels, strict=True)
+                [lead] * bool(lead)
+                + [_instruction(o, lv, variant) for o, lv in zip(objs, levels, strict=True)]
             )
             prompt = f"{request.prompt.rstrip()}\n\n{instructions}"
             if prompt in request.avoid or any(p.prompt == prompt for p in out):
@@ -87,7 +92,10 @@ class TemplateOptimizer(PromptOptimizer):
                 Proposal(
                     prompt=prompt,
                     origin="template",
-                    meta={"levels": {o.name: lv for o, lv in zip(objs, levels, strict=True)}},
+                    meta={
+                        "levels": {o.name: lv for o, lv in zip(objs, levels, strict=True)},
+                        "constraints": constraints,
+                    },
                 )
             )
             if len(out) >= request.n:

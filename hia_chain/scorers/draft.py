@@ -15,12 +15,13 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import anyio
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 
-from hia_chain.budget import Reservation
-from hia_chain.context import RunContext, estimate_tokens
-from hia_chain.errors import ConfigError, RewardModelError
+from hia_chain.calls import bound_for, call_model
+from hia_chain.context import RunContext
+from hia_chain.errors import BudgetExceededError, ConfigError, RewardModelError
 from hia_chain.goals import Objective
 from hia_chain.scorers.base import Heuristic, Prediction, ReferenceScorer, check_batch
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
@@ -117,54 +118,46 @@ class DraftHeuristic(Heuristic):
                 return low, high
         return 0.0, 4.0
 
-    def _reserve(self, prompts: Sequence[str], context: RunContext | None) -> list[Reservation]:
-        """Reserve one draft call per prompt, in order, until the budget says no."""
-        if context is None:
-            return []
-        held: list[Reservation] = []
-        for prompt in prompts:
-            r = context.budget.try_reserve("draft", tokens=estimate_tokens(prompt, self.max_tokens))
-            if r is None:
-                break
-            held.append(r)
-        return held
+    async def _draft(
+        self, prompts: Sequence[str], context: RunContext | None
+    ) -> list[AIMessage | None]:
+        """Draft ``prompts`` concurrently, each through the one call path; ``None`` where the
+        draft budget refused. Calls start in order, so a cap drafts the first ones.
 
-    async def _draft(self, prompts: Sequence[str], context: RunContext | None) -> list[AIMessage]:
-        """Draft ``prompts`` in one batch; every reservation is settled."""
-        reservations = self._reserve(prompts, context)
-        if context is not None:
-            prompts = prompts[: len(reservations)]
-        if not prompts:
-            return []
+        Raises:
+            Exception: a drafter error, once every other draft has settled.
+        """
+        context = context or RunContext()
         model: Any = self.drafter
         if self.max_tokens is not None:
             model = model.bind(max_tokens=self.max_tokens)
-        budget = context.budget if context is not None else None
-        try:
-            if context is None:
-                config = {"max_concurrency": self.max_concurrency} if self.max_concurrency else None
-                replies = await model.abatch(list(prompts), config, return_exceptions=True)
-            else:
-                replies = await context.abatch(
-                    model, prompts, "draft", max_concurrency=self.max_concurrency
-                )
-        except BaseException:  # cancelled or failed in flight: the drafts may have been made
-            for r in reservations:
-                budget.settle(r)  # type: ignore[union-attr]
-            raise
-        if budget is not None:
-            for r, reply in zip(reservations, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    budget.settle(r)  # the call may have reached the model: count it
-                else:
-                    budget.settle_message(r, reply)
-        for reply in replies:
-            if isinstance(reply, BaseException):
-                raise reply
+        limiter = anyio.CapacityLimiter(self.max_concurrency or max(1, len(prompts)))
+        replies: list[AIMessage | None] = [None] * len(prompts)
+        errors: list[BaseException] = []
+
+        async def one(i: int, prompt: str) -> None:
+            async with limiter:
+                try:
+                    reply = await call_model(
+                        context, "draft", model, prompt, bound=bound_for(prompt, self.max_tokens)
+                    )
+                except BudgetExceededError:
+                    return
+                except Exception as exc:
+                    errors.append(exc)
+                    return
             if not isinstance(reply, AIMessage):
                 msg = f"DraftHeuristic: the drafter returned {type(reply).__name__}, not an AIMessage."
-                raise RewardModelError(msg)
-        return list(replies)
+                errors.append(RewardModelError(msg))
+                return
+            replies[i] = reply
+
+        async with anyio.create_task_group() as tg:
+            for i, prompt in enumerate(prompts):
+                tg.start_soon(one, i, prompt)
+        if errors:
+            raise errors[0]
+        return replies
 
     async def apredict(
         self,
@@ -187,8 +180,10 @@ class DraftHeuristic(Heuristic):
             have = sorted(covered)
             msg = f"DraftHeuristic has no scorer for objective(s) {missing}; its scorers produce {have}. Add a scorer for them."
             raise ConfigError(msg)
-        unique = list(dict.fromkeys(candidates))
-        replies = await self._draft(unique, context)
+        requested = list(dict.fromkeys(candidates))
+        drafted = await self._draft(requested, context)
+        unique = [p for p, r in zip(requested, drafted, strict=True) if r is not None]
+        replies = [r for r in drafted if r is not None]
         drafts = [reply.text for reply in replies]
         merged: list[dict[str, float]] = [{} for _ in drafts]
         if drafts:

@@ -16,7 +16,8 @@ from collections.abc import Mapping, Sequence
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from hia_chain.context import RunContext, estimate_tokens
+from hia_chain.calls import bound_for, call_model
+from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError, ConfigError, RewardModelError
 from hia_chain.goals import Objective
 from hia_chain.scorers._parse import map_bounded, parse_scores, snippet
@@ -168,14 +169,8 @@ class LLMJudgeScorer(ReferenceScorer):
         return [SystemMessage(_SYSTEM.format(example=example)), HumanMessage(user)]
 
     async def _call(self, messages: list[BaseMessage], context: RunContext | None) -> AIMessage:
-        if context is None:
-            reply = await self.llm.ainvoke(messages)
-        else:
-            text = "\n".join(m.text for m in messages)
-            tokens = estimate_tokens(text, self.max_tokens)
-            async with context.budget.spend("judge", tokens=tokens) as reservation:
-                reply = await context.ainvoke(self.llm, messages, "judge")
-                context.budget.settle_message(reservation, reply)
+        bound = bound_for("\n".join(m.text for m in messages), self.max_tokens)
+        reply = await call_model(context or RunContext(), "judge", self.llm, messages, bound=bound)
         if not isinstance(reply, AIMessage):
             msg = f"LLMJudgeScorer: the judge model returned {type(reply).__name__}, not an AIMessage."
             raise RewardModelError(msg)

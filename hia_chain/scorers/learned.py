@@ -17,10 +17,17 @@ candidates that share its features toward what was measured. The posterior is co
 closed form (the dual / kernel form, O(N³) for N ≤ ``max_observations``, well under a
 millisecond at the default 256), and the predictive std-dev is reported as the uncertainty.
 
-Features ``φ(o, c)`` of original ``o`` and candidate ``c`` are ``[F(added), F(c) − F(o), 1]``,
-where ``added`` is the text the candidate adds to the original (the instruction, which is
-what matters) and ``F`` is a pluggable :class:`Featurizer`: :class:`HashingFeaturizer` (no
-dependencies) or :class:`SentenceEmbeddingFeaturizer` (the ``[embeddings]`` extra).
+Features ``φ(o, c)`` of original ``o`` and candidate ``c`` are
+``[F(added), F(c) − F(o), F(o), 1]``, where ``added`` is the text the candidate adds to the
+original (the instruction) and ``F`` is a pluggable :class:`Featurizer`:
+:class:`HashingFeaturizer` (no dependencies) or :class:`SentenceEmbeddingFeaturizer` (the
+``[embeddings]`` extra). ``F(o)`` is there because the prompt's own request decides how the
+model reacts to an instruction: "write a story" stays longer than "name a colour" under the
+same "answer briefly".
+
+A warm start (:meth:`LearnedHeuristic.load`, from ``hia-chain calibrate``) carries what the
+response model did on shipped calibration prompts into the first request, so the filter
+ranks well before it has seen a single answer for this user.
 
 State is the list of observations (plain text and numbers, JSON-serialisable) held by an
 :class:`ObservationStore`: in memory by default, and a small protocol so a Redis-backed,
@@ -30,11 +37,13 @@ per-user store can slot in. A bounded store is also the forgetting mechanism: on
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import anyio
@@ -210,7 +219,7 @@ class LearnedHeuristic(Heuristic):
         return out
 
     def _featurize(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """φ(o, c) = [F(added), F(c) − F(o), 1] for each pair, cached per pair."""
+        """φ(o, c) = [F(added), F(c) − F(o), F(o), 1] for each pair, cached per pair."""
         with self._lock:
             found = {p: self._features[p] for p in pairs if p in self._features}
         todo = [p for p in dict.fromkeys(pairs) if p not in found]
@@ -220,7 +229,7 @@ class LearnedHeuristic(Heuristic):
             f = np.asarray(self.featurizer(texts), dtype=float)
             new = {
                 (o, c): np.concatenate(
-                    [f[index[added_text(o, c)]], f[index[c]] - f[index[o]], [1.0]]
+                    [f[index[added_text(o, c)]], f[index[c]] - f[index[o]], f[index[o]], [1.0]]
                 )
                 for o, c in todo
             }
@@ -312,7 +321,9 @@ class LearnedHeuristic(Heuristic):
             return []
         names = list(objectives)
         priors = await self._prior(original, candidates, names, context)
-        _, observations = self.store.snapshot()
+        # Off the event loop: a shared store (SQLite, Redis) reads from disk or the network,
+        # and re-reads only when its version moved (another process learned something).
+        _, observations = await anyio.to_thread.run_sync(self.store.snapshot)
         observations = await self._fill_priors(observations, context)
         return await anyio.to_thread.run_sync(
             self._predict_sync, original, candidates, names, priors, observations
@@ -352,3 +363,37 @@ class LearnedHeuristic(Heuristic):
             msg = f"Not a learned-heuristic state: expected format {_STATE_FORMAT!r} with an `observations` list."
             raise ConfigError(msg)
         self.store.replace([Observation.from_dict(o) for o in state["observations"]])
+
+    def save(self, path: str | Path, **meta: Any) -> None:
+        """Write :meth:`state_dict` as JSON, with ``meta`` (e.g. the response model's name)."""
+        Path(path).write_text(json.dumps({**self.state_dict(), "meta": meta}, indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path, **kwargs: Any) -> LearnedHeuristic:
+        """A heuristic warm-started from a file written by :meth:`save` (``hia-chain calibrate``).
+
+        The state only makes sense for the response model it was measured on: ``meta`` in
+        the file says which (``json.loads(Path(path).read_text())["meta"]``).
+
+        Args:
+            path: The JSON file.
+            **kwargs: Constructor arguments (fallback, featurizer, objectives, ...).
+
+        Raises:
+            ConfigError: the file is missing, not JSON, or not a learned-heuristic state.
+        """
+        try:
+            state = json.loads(Path(path).read_text())
+        except OSError as e:
+            msg = f"Cannot read the learned-heuristic state {path}: {e.strerror}."
+            raise ConfigError(msg) from e
+        except json.JSONDecodeError as e:
+            msg = f"{path} is not JSON ({e.msg}): pass a file written by `hia-chain calibrate`."
+            raise ConfigError(msg) from e
+        if not isinstance(state, dict):
+            msg = f"{path} is not a learned-heuristic state: pass a file written by `hia-chain calibrate`."
+            raise ConfigError(msg)
+        kwargs.setdefault("max_observations", max(256, len(state.get("observations") or ())))
+        heuristic = cls(**kwargs)
+        heuristic.load_state_dict(state)
+        return heuristic

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from abc import abstractmethod
 from collections.abc import Iterable, Sequence
 
+import anyio
 import textstat
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -81,6 +83,9 @@ def _check_anchors(anchors: Sequence[float], field: str, *, positive: bool) -> t
     return values
 
 
+_WARM_LOCK = threading.Lock()
+
+
 class _TextMetricScorer(ReferenceScorer):
     """One objective computed from the response text alone, mapped onto [low, high]."""
 
@@ -99,12 +104,27 @@ class _TextMetricScorer(ReferenceScorer):
     def score_text(self, text: str) -> float:
         """Score one response synchronously, on [low, high]."""
 
+    def warm_up(self) -> None:
+        """Load whatever the first score would load (a blocking, one-time cost)."""
+
     async def ascore(
         self, prompt: str, responses: Sequence[str], context: RunContext | None = None
     ) -> list[dict[str, float]]:
-        """Score each response; ``prompt`` and ``context`` are unused (text metrics need neither)."""
+        """Score each response; ``prompt`` and ``context`` are unused (text metrics need neither).
+
+        The first call warms the scorer up on a worker thread, so a dictionary loading (textstat
+        takes seconds) never stalls the event loop every concurrent request shares.
+        """
+        if not getattr(self, "_warm", False):
+            await anyio.to_thread.run_sync(self._warm_once)
         results = [{self.name: self.score_text(r)} for r in responses]
         return check_batch(results, len(responses), self.objectives, source=type(self).__name__)
+
+    def _warm_once(self) -> None:
+        with _WARM_LOCK:
+            if not getattr(self, "_warm", False):
+                self.warm_up()
+                self._warm = True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, low={self.low}, high={self.high})"
@@ -206,6 +226,10 @@ class ComplexityScorer(_TextMetricScorer):
     ) -> None:
         super().__init__(low=low, high=high, name=name)
         self.anchors = _check_anchors(anchors, "anchors", positive=False)
+
+    def warm_up(self) -> None:
+        """textstat loads its syllable dictionary at the first score: seconds of blocking."""
+        textstat.flesch_kincaid_grade("A short sentence warms the dictionary up.")
 
     def score_text(self, text: str) -> float:
         """Complexity of one response on [low, high]."""

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from hia_chain.budget import Budget
+from hia_chain.budget import BaseBudget, Budget
 from hia_chain.context import RunContext, estimate_tokens
 from hia_chain.errors import AllCandidatesFilteredError, BudgetExceededError, ConfigError
-from hia_chain.goals import Objective, get_reward_function, validate_goal
+from hia_chain.goals import Objective, RewardFunction, get_reward_function, validate_goal
 from hia_chain.optimizer.base import Feedback, OptimizeRequest, PromptOptimizer
 from hia_chain.scorers.base import Heuristic, ReferenceScorer
 from hia_chain.search import stage1, stage2
@@ -77,7 +79,7 @@ class HIASearch:
         draft_calls = rounds * per_round * heuristic_calls
         judge_per_item = sum(s.model_calls_per_item for s in self.scorers)
         draft_judge = sum(s.model_calls_per_item for s in getattr(self.heuristic, "scorers", ()))
-        bound = estimate_tokens("", settings.max_tokens)  # + the prompt's characters, per call
+        bound = estimate_tokens("", settings.max_tokens)  # + the prompt's UTF-8 bytes, per call
         return Plan(
             response_calls=settings.budget,
             response_tokens=None if bound is None else settings.budget * bound,
@@ -95,7 +97,7 @@ class HIASearch:
         respond: Responder,
         settings: SearchSettings,
         *,
-        shared: Budget | None = None,
+        shared: BaseBudget | None = None,
         context: RunContext | None = None,
     ) -> SearchResult:
         """Search for the best-aligned answer to ``prompt`` within ``settings.budget`` calls.
@@ -104,6 +106,8 @@ class HIASearch:
             ConfigError: empty prompt, bad goal, or a heuristic filter without a heuristic.
             BudgetExceededError: the budget cannot pay for a single response call.
             AllCandidatesFilteredError: nothing could be sent.
+            Exception: the response model's error, unchanged, when no answer was measured
+                (a call that fails while others succeed is recorded on its candidate).
         """
         if not prompt or not prompt.strip():
             raise ConfigError("The prompt is empty: pass the user's request as text.")
@@ -119,23 +123,35 @@ class HIASearch:
         budget = Budget(calls=settings.budget, parent=shared)
         ctx = RunContext(budget=budget) if context is None else context
         ctx.budget = budget
-        bound = estimate_tokens(prompt, settings.max_tokens, ctx.fixed_input_chars)
-        probe = budget.try_reserve("response", tokens=bound)
+        ctx.timeout = settings.timeout
+        if settings.deadline is not None:
+            ctx.deadline = time.monotonic() + settings.deadline
+        bound = stage2.response_bound(prompt, settings, ctx)
+        probe = await budget.areserve(
+            "response",
+            tokens=None if bound is None else bound.total,
+            output_tokens=None if bound is None else bound.output,
+        )
         if probe is None:
             msg = "The budget cannot pay for a single response call; nothing was sent."
             raise BudgetExceededError(msg)
-        budget.release(probe)
+        await budget.arelease(probe)
 
         rng = random.Random(settings.seed)
         active = [o for o in self.objectives if o.name in goal]
         candidates: list[Candidate] = []
         exhausted, stopped, rounds = False, "budget spent", 0
         failures: list[BaseException] = []
+        errors: list[BaseException] = []
         beams: list[Candidate] = []
         while rounds < settings.budget and budget.usage().calls < settings.budget:
-            left = budget.remaining_calls("response") or 0
-            if not left or not stage2.pool_can_pay(budget, bound):
+            left = await budget.aremaining_calls("response") or 0
+            if not left or not await stage2.pool_can_pay(budget, bound):
                 exhausted, stopped = True, "budget exhausted"  # the shared pool ran dry
+                break
+            remaining = ctx.time_left()
+            if remaining is not None and remaining <= 0:
+                stopped = "deadline"
                 break
             k = min(settings.per_round, left)
             fresh, refused = await self._propose(
@@ -187,6 +203,10 @@ class HIASearch:
             outcome = await stage2.send(batch, respond, settings, ctx)
             exhausted |= outcome.exhausted
             failures.extend(outcome.failures)
+            errors.extend(outcome.errors)
+            if outcome.errors and not any(c.response is not None for c in candidates):
+                stopped = "model error"  # nothing has worked yet: e.g. a bad key; stop paying
+                break
             judged_short = await stage2.measure(prompt, batch, self.scorers, goal, reward, ctx)
             if judged_short:  # the judge's own cap
                 exhausted, stopped = True, judged_short
@@ -196,9 +216,9 @@ class HIASearch:
             rounds += 1
             measured = [c for c in candidates if c.measured is not None]
             width = settings.per_round if settings.search == "beam" else 1
-            beams = sorted(
-                measured, key=lambda c: reward.rank_key(goal, c.measured or {}), reverse=True
-            )[:width]
+            beams = sorted(measured, key=lambda c: _choice_key(c, reward, goal), reverse=True)[
+                :width
+            ]
             if exhausted:
                 if stopped == "budget spent":  # no more specific reason was recorded
                     stopped = "budget exhausted"
@@ -206,13 +226,21 @@ class HIASearch:
 
         measured = [c for c in candidates if c.measured is not None]
         if not measured:
+            if errors:
+                raise errors[0]  # the model's own error, unchanged
             if failures:
                 raise failures[-1]  # transient errors that outlived every retry, unchanged
             if exhausted:
                 msg = f"No answer could be measured within the budget: {stopped}"
                 raise BudgetExceededError(msg)
+            if stopped == "deadline":
+                msg = (
+                    f"The request's deadline ({settings.deadline:g} s) passed before any "
+                    "answer was measured: raise `deadline` or lower `budget`."
+                )
+                raise TimeoutError(msg)
             raise AllCandidatesFilteredError("Every candidate prompt was rejected in stage 1.")
-        best = max(measured, key=lambda c: reward.rank_key(goal, c.measured or {}))
+        best = max(measured, key=lambda c: _choice_key(c, reward, goal))
         usage = {
             role: budget.usage(role).as_dict()
             for role in ("response", "optimizer", "judge", "draft")
@@ -285,3 +313,8 @@ class HIASearch:
         stage1.validate(prompt, fresh, seen)
         await ctx.event("hia_proposed", {"round": round_, "candidates": [c.trace() for c in fresh]})
         return fresh, refused
+
+
+def _choice_key(c: Candidate, reward: RewardFunction, goal: dict[str, float]) -> tuple[Any, ...]:
+    """Rank of a measured candidate: any non-empty answer before every empty one."""
+    return (not c.empty, reward.rank_key(goal, c.measured or {}))

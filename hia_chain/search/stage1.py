@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective, RewardFunction
-from hia_chain.optimizer.base import keeps_request
+from hia_chain.optimizer.base import rewrite_problem
 from hia_chain.scorers._features import added_text
 from hia_chain.scorers.base import Heuristic, check_batch
 from hia_chain.search.types import Candidate, FilterName
@@ -41,11 +41,14 @@ def near_duplicate(original: str, a: str, b: str, threshold: float = 0.95) -> bo
 
 
 def validate(original: str, fresh: Sequence[Candidate], seen: Sequence[Candidate]) -> None:
-    """Mark rewrites that drop the request or repeat an earlier candidate as rejected."""
+    """Mark junk rewrites and repeats of an earlier candidate as rejected."""
     kept: list[Candidate] = [c for c in seen if c.rejected is None]
     for c in fresh:
-        if c.origin != "original" and not keeps_request(original, c.prompt):
-            c.rejected = "drops the user's request"
+        problem = (
+            None if c.origin in ("original", "resample") else rewrite_problem(original, c.prompt)
+        )
+        if problem is not None:
+            c.rejected = problem
         elif any(near_duplicate(original, c.prompt, k.prompt) for k in kept):
             c.rejected = "near-duplicate of an earlier candidate"
         else:

@@ -1,8 +1,10 @@
 """Stage 2, budgeted: send the survivors to the response model concurrently and measure.
 
-Each attempt (first try or retry) reserves one response call from the request's budget
-before it is made, so retries can never overspend. Transient errors are retried; other
-errors are raised unchanged. Responses are scored against the ORIGINAL prompt, since that is
+Every attempt goes through the one call path (:func:`hia_chain.calls.call`): reserved before
+it is made, charged by what the provider saw, retried on transient errors while the budget
+can pay. A call that fails for good is recorded on its candidate and the round goes on with
+the answers it did get; an empty answer is a failed candidate too (kept, flagged, never
+chosen over a non-empty one). Responses are scored against the ORIGINAL prompt, since that is
 what the user asked.
 """
 
@@ -14,15 +16,21 @@ from typing import Any
 
 import anyio
 
-from hia_chain._retry import is_transient, retrying
-from hia_chain.budget import Budget
-from hia_chain.context import RunContext, estimate_tokens
+from hia_chain._retry import is_transient
+from hia_chain.budget import BaseBudget
+from hia_chain.calls import Outcome, TokenBound, bound_for, call
+from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError
 from hia_chain.goals import RewardFunction, validate_scores
 from hia_chain.scorers.base import ReferenceScorer, check_batch
-from hia_chain.search.types import Candidate, Responder, SearchSettings
+from hia_chain.search.types import Candidate, Responder, Response, SearchSettings
 
-__all__ = ["SendOutcome", "measure", "pool_can_pay", "send"]
+__all__ = ["SendOutcome", "measure", "pool_can_pay", "response_bound", "send"]
+
+
+def response_bound(prompt: str, settings: SearchSettings, context: RunContext) -> TokenBound | None:
+    """Token bounds of one response call for ``prompt``; ``None`` when output is unbounded."""
+    return bound_for(prompt, settings.max_tokens, context.fixed_input_chars)
 
 
 async def _send_one(
@@ -34,39 +42,42 @@ async def _send_one(
         BudgetExceededError: not even the first attempt could be paid for.
         Exception: the response model's error, unchanged (the last one, after retries).
     """
-    bound = estimate_tokens(c.prompt, settings.max_tokens, context.fixed_input_chars)
-    last: BaseException | None = None
-    async for attempt in retrying(settings.max_retries):
-        with attempt:
-            try:
-                async with context.budget.spend("response", tokens=bound) as reservation:
-                    c.sent = True
-                    c.attempts += 1
-                    response = await respond(c.prompt)
-                    context.budget.settle(
-                        reservation, response.input_tokens, response.output_tokens
-                    )
-            except BudgetExceededError:
-                if last is None:
-                    raise
-                break  # no budget left to retry: report the provider's error below
-            except Exception as exc:
-                last = exc
-                raise
-            c.response = response
-            return
-    if last is not None:
-        raise last
+
+    def record(outcome: Outcome, exc: BaseException | None) -> None:
+        if outcome != "released":
+            c.sent = True
+            c.attempts += 1
+        c.outcomes.append(outcome if exc is None else f"{outcome}: {type(exc).__name__}")
+
+    async def one() -> Response:
+        return await respond(c.prompt)
+
+    c.response = await call(
+        context,
+        "response",
+        one,
+        bound=response_bound(c.prompt, settings, context),
+        retries=settings.max_retries,
+        usage=lambda r: (r.input_tokens, r.output_tokens),
+        record=record,
+    )
+    if not c.response.text.strip():
+        c.empty = True
+        c.error = "EmptyAnswer: the response model returned no text."
 
 
-def pool_can_pay(budget: Budget, tokens: int | None) -> bool:
+async def pool_can_pay(budget: BaseBudget, bound: TokenBound | None) -> bool:
     """Whether the shared pool above ``budget`` (if any) could pay for one more call now."""
     if budget.parent is None:
         return True
-    probe = budget.parent.try_reserve("response", tokens=tokens)
+    probe = await budget.parent.areserve(
+        "response",
+        tokens=None if bound is None else bound.total,
+        output_tokens=None if bound is None else bound.output,
+    )
     if probe is None:
         return False
-    budget.parent.release(probe)
+    await budget.parent.arelease(probe)
     return True
 
 
@@ -78,6 +89,8 @@ class SendOutcome:
     """A planned call could not be reserved: a shared budget ran out."""
     failures: list[BaseException] = field(default_factory=list)
     """Transient errors that outlived their retries, in order."""
+    errors: list[BaseException] = field(default_factory=list)
+    """Non-transient errors, in order; the search goes on without those candidates."""
 
 
 async def send(
@@ -86,13 +99,8 @@ async def send(
     settings: SearchSettings,
     context: RunContext,
 ) -> SendOutcome:
-    """Send every candidate concurrently.
-
-    Raises:
-        Exception: the first non-transient error of the response model, unchanged.
-    """
+    """Send every candidate concurrently; failures are recorded on their candidates."""
     limiter = anyio.CapacityLimiter(settings.max_concurrency)
-    fatal: list[BaseException] = []
     outcome = SendOutcome()
 
     async def run(c: Candidate) -> None:
@@ -102,24 +110,20 @@ async def send(
             except BudgetExceededError as exc:
                 # Only a shared pool refusing is "exhausted"; the request's own cap being
                 # used up (e.g. by retries of other candidates) is the plan working.
-                bound = estimate_tokens(c.prompt, settings.max_tokens, context.fixed_input_chars)
-                outcome.exhausted |= not pool_can_pay(context.budget, bound)
+                bound = response_bound(c.prompt, settings, context)
+                outcome.exhausted |= not await pool_can_pay(context.budget, bound)
                 c.error = f"BudgetExceededError: {exc}"
             except Exception as exc:
                 c.error = f"{type(exc).__name__}: {exc}"
-                if is_transient(exc):
-                    outcome.failures.append(exc)
-                else:
-                    fatal.append(exc)
-                    tg.cancel_scope.cancel()
+                (outcome.failures if is_transient(exc) else outcome.errors).append(exc)
             else:
-                await context.event("hia_response", {"candidate": c.id, "attempts": c.attempts})
+                await context.event(
+                    "hia_response", {"candidate": c.id, "attempts": c.attempts, "empty": c.empty}
+                )
 
     async with anyio.create_task_group() as tg:
         for c in batch:
             tg.start_soon(run, c)
-    if fatal:
-        raise fatal[0]
     return outcome
 
 

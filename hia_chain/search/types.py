@@ -24,6 +24,14 @@ __all__ = [
 SearchName = Literal["bon", "greedy", "beam", "sample"]
 FilterName = Literal["heuristic", "random", "order"]
 SEARCHES: tuple[SearchName, ...] = ("bon", "greedy", "beam", "sample")
+
+MAX_BUDGET = 1000
+"""Most response calls one request may be given: each call is a candidate kept in memory,
+scored and traced, so more belongs in several requests."""
+MAX_CANDIDATES = 2000
+"""Most candidate prompts proposed per round (``candidates_per_round``, ``beam_width``)."""
+MAX_CONCURRENCY = 1000
+"""Most calls of one request in flight at once."""
 FILTERS: tuple[FilterName, ...] = ("heuristic", "random", "order")
 
 
@@ -36,6 +44,17 @@ class Response:
     output_tokens: int | None = None
     message: Any = None
     """The provider's message (e.g. an ``AIMessage``), returned as the final answer."""
+
+    @classmethod
+    def from_message(cls, message: Any, text: str | None = None) -> Response:
+        """From a LangChain message: its text (or ``text``) and its ``usage_metadata``."""
+        usage = getattr(message, "usage_metadata", None)
+        return cls(
+            text=message.text if text is None else text,
+            input_tokens=usage["input_tokens"] if usage else None,
+            output_tokens=usage["output_tokens"] if usage else None,
+            message=message,
+        )
 
 
 Responder = Callable[[str], Awaitable[Response]]
@@ -68,6 +87,12 @@ class SearchSettings:
     """Bound on each response's output tokens; required when a token or cost cap applies."""
     exploration: float = 0.0
     """Optimism for uncertain heuristic predictions: rank by R(G, r̂ ± κσ toward the goal)."""
+    timeout: float | None = 120.0
+    """Seconds one model call may take before it is abandoned (then retried if the budget
+    allows); ``None`` leaves it to the model's client."""
+    deadline: float | None = None
+    """Seconds the whole request may take: no call or retry starts that could not finish by
+    then, and the best answer measured so far is returned."""
 
     def __post_init__(self) -> None:
         if self.search not in SEARCHES:
@@ -89,6 +114,28 @@ class SearchSettings:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 msg = f"`{name}` must be an integer >= {low}, got {value!r}."
+                raise ConfigError(msg)
+        for name, most in (
+            ("budget", MAX_BUDGET),
+            ("candidates_per_round", MAX_CANDIDATES),
+            ("beam_width", MAX_CANDIDATES),
+            ("max_concurrency", MAX_CONCURRENCY),
+        ):
+            value = getattr(self, name)
+            if value is not None and value > most:
+                msg = (
+                    f"`{name}` is {value}, above the limit of {most} (MAX_{name.upper()}): "
+                    f"lower it, or split the work into several requests."
+                )
+                raise ConfigError(msg)
+        for name in ("timeout", "deadline"):
+            value = getattr(self, name)
+            if value is not None and not (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and 0 < value < math.inf
+            ):
+                msg = f"`{name}` must be a number of seconds > 0 (or None), got {value!r}."
                 raise ConfigError(msg)
         n = self.candidates_per_round
         if n is not None and n < self.per_round:
@@ -121,7 +168,7 @@ class SearchSettings:
         """N: candidates proposed per round, including the original in the first."""
         if self.candidates_per_round is not None:
             return self.candidates_per_round
-        return max(8, 2 * self.per_round)
+        return min(MAX_CANDIDATES, max(8, 2 * self.per_round))
 
 
 @dataclass
@@ -144,7 +191,13 @@ class Candidate:
     reward: float | None = None
     rank_key: tuple[float, float] | None = None
     attempts: int = 0
+    """Calls charged for this candidate (attempts given back unsent are not counted)."""
     error: str | None = None
+    """Why it has no usable answer: the model's error, a budget refusal, or an empty answer."""
+    empty: bool = False
+    """The answer was empty: a failed candidate, never chosen over a non-empty answer."""
+    outcomes: list[str] = field(default_factory=list)
+    """How each attempt was settled (``ok``, ``failed``, ``unknown``, ``released``)."""
 
     def trace(self) -> dict[str, Any]:
         """JSON-friendly record for ``response_metadata`` and the CLI."""
@@ -159,6 +212,8 @@ class Candidate:
             "predicted_reward": self.predicted_reward,
             "sent": self.sent,
             "attempts": self.attempts,
+            "outcomes": list(self.outcomes),
+            "empty": self.empty,
             "measured": self.measured,
             "reward": self.reward,
             "response": self.response.text if self.response else None,
@@ -172,7 +227,7 @@ class Plan:
 
     response_calls: int
     response_tokens: int | None
-    """Bound on response tokens, without the prompt: add its characters once per call."""
+    """Bound on response tokens, without the prompt: add its UTF-8 bytes once per call."""
     optimizer_calls: int
     draft_calls: int
     judge_calls: int

@@ -88,3 +88,15 @@ def served(embedded_path: Path) -> Iterator[Served]:
             cache_dir=embedded_path.parent,
             log_path=server.log_path,
         )
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A real ``redis-server`` on a free 127.0.0.1 port, in a temp dir, persisting nothing.
+
+    Tests that stop or restart Redis start their own with ``local_redis_server()`` instead.
+    """
+    from hia_chain.bench.redis_server import local_redis_server
+
+    with local_redis_server() as server:
+        yield server

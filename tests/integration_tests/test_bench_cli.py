@@ -37,6 +37,8 @@ def test_bench_one_item_writes_results_summary_and_plot(served: Any, tmp_path: P
         "--budgets",
         "1",
         "--skip-overhead",
+        "--oracle-samples",
+        "2",
         "--base-url",
         served.base_url,
         "--model",
@@ -48,7 +50,10 @@ def test_bench_one_item_writes_results_summary_and_plot(served: Any, tmp_path: P
     assert run.returncode == 0, run.stderr[-3000:]
     rows = list(csv.DictReader((out / "results.csv").open()))
     methods = {r["method"] for r in rows}
-    assert {"best-of-n", "hia-bon[learned]", "hia-bon[draft]", "oracle"} <= methods
+    assert {"best-of-n", "hia-bon[learned]", "hia-bon[draft]"} <= methods
     assert all(not r["error"] for r in rows)
-    assert "## reward = euclidean" in (out / "summary.md").read_text()
+    oracle = list(csv.DictReader((out / "oracle.csv").open()))
+    assert {r["pass"] for r in oracle} == {"0", "1"}  # every first-round candidate, twice
+    summary = (out / "summary.md").read_text()
+    assert "## reward = euclidean" in summary and "expected-reward oracle" in summary
     assert (out / "reward_vs_budget.png").stat().st_size > 1000

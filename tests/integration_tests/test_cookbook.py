@@ -54,15 +54,21 @@ def test_lcel_app() -> None:
     assert re.search(r"^Answer: \S", out, re.M)
 
 
-def test_budget_capped_agent_stops_cleanly_when_the_pool_runs_out() -> None:
+def test_budget_capped_agent_caps_each_thread() -> None:
     out = run_script("budget_capped_agent.py")
-    assert "tool calculator('3 * 24 * 60') -> 3 * 24 * 60 = 4320" in out
-    assert re.search(r"step 4: stopped, budget exhausted", out)
-    assert "Finished 3 of 4 steps; spent 5 of 5 calls" in out
+    assert "[ana] tool calculator: 3 * 24 * 60 = 4320" in out
+    assert re.search(r"^\[ana\] answer 1: 2 call\(s\), verbosity [\d.]+: \S", out, re.M)
+    # the third answer gets the one call left, the fourth none: flagged, never overspent
+    assert re.search(r"^\[ana\] answer 3: 1 call\(s\), budget exhausted \(best so far\)", out, re.M)
+    assert "[ana] answer 4: stopped, budget exhausted (0 calls made)" in out
+    assert re.search(r"^\[ben\] answer 1: 2 call\(s\)", out, re.M)  # its own cap
+    assert re.search(r"Thread ana: spent 5 of 5 calls, \d+ tokens; Thread ben: spent 2 of 5", out)
+    largest = re.search(r"Checkpoint of ana: \d+ messages, largest trace (\d+) bytes", out)
+    assert largest and int(largest.group(1)) < 2_000  # trace="summary" keeps checkpoints small
 
 
-def test_personalized_assistant_learns_per_user() -> None:
-    out = run_script("personalized_assistant.py")
+def test_personalized_assistant_learns_per_user(tmp_path: Path) -> None:
+    out = run_script("personalized_assistant.py", "--db", str(tmp_path / "learned.sqlite"))
     for user in ("ana", "ben"):
         line = re.search(
             rf"^{user}: prediction error before ([\d.]+) -> after ([\d.]+) \((\d+) answers",
@@ -89,3 +95,11 @@ def test_ivg_steering() -> None:
     out = run_script("ivg_steering.py")
     for mode in ("none", "token", "both"):
         assert re.search(rf"^\s*{mode}: sentiment [\d.]+ in [\d.]+ s \| \S", out, re.M), out
+
+
+def test_aligning_server_answers_each_user_through_the_openai_sdk() -> None:
+    out = run_script("aligning_server.py")
+    assert re.search(r"^Server: http://127\.0\.0\.1:\d+/v1$", out, re.M)
+    for user in ("ana", "ben"):
+        assert re.search(rf"^{user} \| goal .* \| measured .*verbosity [\d.]+.* \| 2 calls$", out, re.M), out
+    assert re.search(r"^streamed: '\S", out, re.M)

@@ -94,3 +94,35 @@ def test_cli_json_on_the_real_model(
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["text"] and out["new_tokens"] <= 12 and "sentiment" in out["scores"]
+
+
+def _repeated_4grams(tokenizer: Any, text: str) -> int:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    grams = [tuple(ids[i : i + 4]) for i in range(len(ids) - 3)]
+    return len(grams) - len(set(grams))
+
+
+def test_default_cli_output_repeats_no_4gram(
+    embedded: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default `hia-chain ivg` bans repeated 4-grams; with repetition control off, the same
+    prompt and seed repeat one (the 135M model loops: "make a difference in a film" twice)."""
+    import argparse
+
+    from hia_chain.local import _ivg_cli
+
+    _, tokenizer = embedded
+    parser = argparse.ArgumentParser(prog="hia-chain")
+    _ivg_cli.register(parser.add_subparsers(dest="command", required=True))
+    base = ["ivg", "Continue this movie review: NBC had a chance to make a powerful",
+            "--max-new-tokens", "64", "--seed", "0", "--json"]  # fmt: skip
+
+    def text(*extra: str) -> str:
+        args = parser.parse_args([*base, *extra])
+        assert args.func(args) == 0
+        return json.loads(capsys.readouterr().out)["text"]
+
+    default = text()
+    off = text("--repetition-penalty", "1", "--no-repeat-ngram", "0")
+    assert _repeated_4grams(tokenizer, off) > 0, off  # the check can fail
+    assert _repeated_4grams(tokenizer, default) == 0, default

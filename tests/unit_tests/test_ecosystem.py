@@ -254,7 +254,9 @@ def record_answer(text: str) -> str:
 
 async def test_bind_tools_aligns_the_tool_arguments_and_keeps_the_tool_call() -> None:
     inner = response_model()
-    llm = aligned(inner, budget=3, goal={"verbosity": 0}).bind_tools([record_answer])
+    # steps="all": align the tool call too (the default with free tool choice, "final", passes
+    # a tool call through at one call; see tests/unit_tests/hia/test_agents.py)
+    llm = aligned(inner, budget=3, goal={"verbosity": 0}, steps="all").bind_tools([record_answer])
     msg = await llm.ainvoke(PROMPT)
     assert isinstance(msg, AIMessage)
     trace = msg.response_metadata["hia"]

@@ -6,6 +6,7 @@ import hia_chain
 EXPECTED_ALL = [
     "AlignedChatModel",
     "AllCandidatesFilteredError",
+    "BaseBudget",
     "Budget",
     "BudgetExceededError",
     "ConfigError",
@@ -23,14 +24,20 @@ EXPECTED_ALL = [
     "Prediction",
     "Price",
     "PromptOptimizer",
+    "RedisBudget",
+    "RedisObservationStore",
     "ReferenceScorer",
     "RewardFunction",
     "RewardModelError",
+    "SQLiteObservationStore",
     "SearchResult",
     "SearchSettings",
+    "StoreUnavailableError",
     "TemplateOptimizer",
+    "ThreadBudgets",
     "Usage",
     "get_reward_function",
+    "init_aligned_chat_model",
 ]
 
 

@@ -118,7 +118,7 @@ def test_dry_run_plan_spends_nothing() -> None:
     assert plan.response_calls == 4 and plan.response_tokens == 4 * 164
     assert plan.rounds == 4  # at most: a round short of candidates leaves calls to the next
     assert model.calls == 0
-    with pytest.raises(ConfigError, match="unknown settings"):
+    with pytest.raises(ConfigError, match="unknown setting"):
         llm.plan(serch="beam")
 
 

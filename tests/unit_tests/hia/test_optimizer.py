@@ -18,6 +18,8 @@ from hia_chain.optimizer import (
     reward_context,
 )
 from hia_chain.optimizer._parse import parse_prompts
+from hia_chain.optimizer.base import rewrite_problem
+from hia_chain.optimizer.constraints import find_constraints
 from tests.unit_tests.fakes import CountingChatModel
 
 V = Objective(
@@ -121,3 +123,58 @@ async def test_template_optimizer_scales_to_many_objectives() -> None:
     out = await TemplateOptimizer().apropose(request)
     assert len(out) == 8 and len({p.prompt for p in out}) == 8
     assert out[0].meta["levels"] == {o.name: 2 for o in objs}  # the target itself comes first
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "reason"),
+    [
+        ("{{get-file}} Explain how vaccines work. {{answer}}", "placeholder"),
+        ('{"prompt": "Explain how vaccines work.", "verbosity": 1}', "JSON"),
+        ("Can you explain how vaccines work?", "restates"),
+        ("Explain how vaccines work.", "restates"),
+        ("Tell me about cooking.", "drops"),
+        ("Explain how vaccines work. " + "Vaccines train the immune system. " * 20, "answer"),
+    ],
+)
+def test_junk_rewrites_are_named(rewrite: str, reason: str) -> None:
+    """Rewrites the embedded 135M model really produced, each rejected with its reason."""
+    problem = rewrite_problem("Explain how vaccines work.", rewrite)
+    assert problem is not None and reason.lower() in problem.lower()
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        "Explain how vaccines work. Be brief.",
+        "Explain how vaccines work. Answer in one short sentence, as if to a child.",
+        "In plain words, explain how vaccines work in two or three sentences.",
+    ],
+)
+def test_real_instructions_pass(rewrite: str) -> None:
+    assert rewrite_problem("Explain how vaccines work.", rewrite) is None
+
+
+@pytest.mark.parametrize(
+    ("prompt", "constraints"),
+    [
+        ("Write at least 300 words about the history of tea.", ["length"]),
+        ("List five reasons to exercise.", ["length"]),
+        ("Write a haiku about rain.", ["length"]),
+        ("Answer in JSON: which fruit is healthiest?", ["format"]),
+        ("In exactly three bullet points, explain why recycling matters.", ["length", "format"]),
+        ("Why is the sky blue?", []),
+    ],
+)
+def test_the_prompts_own_constraints_are_found(prompt: str, constraints: list[str]) -> None:
+    assert find_constraints(prompt) == constraints
+
+
+async def test_template_lets_the_prompts_own_constraints_win() -> None:
+    prompt = "Write at least 300 words about the history of tea."
+    req = OptimizeRequest(prompt, (V,), {"verbosity": 0}, n=3, seed=0)
+    out = await TemplateOptimizer().apropose(req)
+    assert all(p.prompt.startswith(prompt) for p in out)
+    assert all("Keep every length requirement of the request above" in p.prompt for p in out)
+    assert out[0].meta["constraints"] == ["length"]
+    plain = await TemplateOptimizer().apropose(request(n=3, verbosity=0))
+    assert not any("requirement" in p.prompt for p in plain)

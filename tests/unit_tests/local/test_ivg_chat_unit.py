@@ -21,6 +21,10 @@ from tests.unit_tests.local._tiny_ivg import WORDS, tiny_model, tiny_tokenizer  
 
 TOK = tiny_tokenizer()
 MODEL = tiny_model()
+# Repetition control reads the base stream's own prompt, so identities between guidance and
+# prompting (different base prompts) and exact row-token counts (rows may end earlier under a
+# penalty) are checked with it off; its own tests are in test_repetition.py.
+NO_REPETITION_CONTROL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0}
 
 
 def ivg(**kw) -> IVGChatModel:
@@ -33,7 +37,7 @@ def ivg(**kw) -> IVGChatModel:
 
 @pytest.mark.parametrize("mode", ["none", "token", "chunk", "both"])
 def test_every_mode_answers_with_real_usage_and_a_trace(mode: str) -> None:
-    msg = ivg(guidance=mode).invoke("this movie")
+    msg = ivg(guidance=mode, **NO_REPETITION_CONTROL).invoke("this movie")
     assert isinstance(msg, AIMessage) and msg.content
     trace = msg.response_metadata["ivg"]
     prompt_tokens = len(chat_ids(TOK, [{"role": "user", "content": "this movie"}]))
@@ -72,8 +76,14 @@ async def test_ainvoke_stream_and_batch_agree_with_invoke() -> None:
 
 def test_beta_one_with_the_self_pair_equals_prompting() -> None:
     system = "write very positive reviews"
-    guided = ivg(guidance="token", beta=1.0, guide_system_prompt=system, max_tokens=12)
-    prompted = ivg(guidance="none", max_tokens=12)
+    guided = ivg(
+        guidance="token",
+        beta=1.0,
+        guide_system_prompt=system,
+        max_tokens=12,
+        **NO_REPETITION_CONTROL,
+    )
+    prompted = ivg(guidance="none", max_tokens=12, **NO_REPETITION_CONTROL)
     a = guided.invoke([HumanMessage("this movie")]).content
     b = prompted.invoke([SystemMessage(system), HumanMessage("this movie")]).content
     assert a == b
@@ -88,8 +98,9 @@ def test_one_small_model_as_both_sides_with_a_system_prompt_is_the_tuning_free_p
         reference_model=MODEL,
         guide_system_prompt=system,
         max_tokens=12,
+        **NO_REPETITION_CONTROL,
     )
-    prompted = ivg(guidance="none", max_tokens=12)
+    prompted = ivg(guidance="none", max_tokens=12, **NO_REPETITION_CONTROL)
     a = pair.invoke([HumanMessage("this movie")])
     assert a.content == prompted.invoke([SystemMessage(system), HumanMessage("this movie")]).content
     assert a.response_metadata["ivg"]["guide_system_prompt"] == system

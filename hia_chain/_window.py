@@ -1,0 +1,74 @@
+"""Refuse a prompt that cannot fit the response model's context window, before any call.
+
+Known only where the package holds the model's own tokenizer and config (the local chat
+models: ``LocalChatModel``, ``IVGChatModel``); for any other model the provider says so itself,
+as an error the search records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from langchain_core.runnables import Runnable, RunnableBinding
+
+from hia_chain.errors import ConfigError
+
+__all__ = ["check_fits"]
+
+
+def _window(model: Any) -> tuple[Any, int] | None:
+    """The tokenizer and context length of a local model (loading it, as its first call would)."""
+    resolve = getattr(model, "_resolve", None)
+    if not callable(resolve) or not hasattr(model, "tokenizer") or not hasattr(model, "hf_model"):
+        return None
+    hf_model, tokenizer = resolve()
+    config = getattr(hf_model, "config", None)
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return tokenizer, value
+    return None
+
+
+def _count(tokenizer: Any, text: str) -> int:
+    try:
+        ids = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+        )
+    except Exception:  # no chat template: the bare text
+        ids = tokenizer(text)["input_ids"]
+    if isinstance(ids, dict) or hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return len(ids)
+
+
+async def check_fits(model: Runnable[Any, Any], prompt: str, max_tokens: int | None) -> None:
+    """Raise ``ConfigError`` when ``prompt`` plus ``max_tokens`` overflows the model's window.
+
+    Runs on a worker thread: loading the model and tokenizing a long prompt block.
+
+    Raises:
+        ConfigError: the prompt is too long for the response model (names both sizes).
+    """
+    while isinstance(model, RunnableBinding):
+        model = model.bound
+    if not (callable(getattr(model, "_resolve", None)) and hasattr(model, "hf_model")):
+        return  # the window is not known here: no thread hop for nothing
+
+    def check() -> None:
+        found = _window(model)
+        if found is None:
+            return
+        tokenizer, window = found
+        tokens = _count(tokenizer, prompt)
+        room = window - (max_tokens or 0)
+        if tokens > room:
+            msg = (
+                f"The prompt is {tokens} tokens; with max_tokens={max_tokens or 0} it does not "
+                f"fit the response model's context window of {window} tokens: shorten the "
+                f"prompt to under {max(0, room)} tokens or lower max_tokens."
+            )
+            raise ConfigError(msg)
+
+    await anyio.to_thread.run_sync(check)

@@ -1,0 +1,76 @@
+"""The ``hia-chain serve`` subcommand: flags → :class:`ServerConfig` → :func:`serve`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from hia_chain.errors import ConfigError
+from hia_chain.goals import parse_goal
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    """Add ``serve`` to the ``hia-chain`` subcommands (argparse only: nothing heavy imported)."""
+    p = sub.add_parser(
+        "serve",
+        help="An OpenAI-compatible server that aligns every request (POST /v1/chat/completions).",
+        description="Without --upstream-base-url it serves the embedded SmolLM2 in-process, "
+        "offline. The upstream API key comes from $HIA_UPSTREAM_API_KEY or $OPENAI_API_KEY.",
+    )
+    p.add_argument(
+        "--upstream-base-url", help="any OpenAI-compatible endpoint, e.g. http://host/v1"
+    )
+    p.add_argument("--upstream-model", help="the model to ask for at --upstream-base-url")
+    p.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per call")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument("--redis-url", help="share key budgets and learned heuristics (workers > 1)")
+    p.add_argument(
+        "--keys", dest="keys_path", metavar="FILE", help="API keys and their caps (JSON)"
+    )
+    p.add_argument("--goal", action="append", metavar="NAME=VALUE", help="default hia.goal")
+    p.add_argument("--budget", type=int, default=2, help="default hia.budget (default 2)")
+    p.add_argument("--max-budget", type=int, default=16, help="most hia.budget per request")
+    p.add_argument("--search", choices=["bon", "greedy", "beam", "sample"], default="bon")
+    p.add_argument(
+        "--reward", choices=["euclidean", "max_error", "goal_completion"], default="euclidean"
+    )
+    p.add_argument("--max-tokens", type=int, default=256, help="output bound when one is needed")
+    p.add_argument("--max-retries", type=int, default=1, help="paid retries of transient errors")
+    p.add_argument("--heuristic-state", metavar="FILE", help="warm start (hia-chain calibrate)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    try:
+        from hia_chain.server.config import ServerConfig
+        from hia_chain.server.launch import serve
+    except ImportError as exc:  # fastapi / uvicorn missing
+        msg = f"`hia-chain serve` needs the server extra: pip install 'hia-chain[server]' ({exc})."
+        raise ConfigError(msg) from exc
+    fields = {
+        name: getattr(args, name)
+        for name in (
+            "upstream_base_url", "upstream_model", "upstream_timeout", "host", "port", "workers",
+            "redis_url", "keys_path", "budget", "max_budget", "search", "reward", "max_tokens",
+            "max_retries", "heuristic_state", "log_level",
+        )
+    }  # fmt: skip
+    try:
+        config = ServerConfig(goal=parse_goal(args.goal), **fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        cause = (first.get("ctx") or {}).get("error")
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        flag = "--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")
+        msg = f"{flag}: {first['msg'].lower()} (got {first.get('input')!r})."
+        raise ConfigError(msg) from None
+    serve(config)
+    return 0
