@@ -122,7 +122,10 @@ def retry_after(exc: BaseException) -> float | None:
         try:
             return max(0.0, float(value))
         except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value else None
+            try:
+                when = email.utils.parsedate_to_datetime(value) if value else None
+            except (TypeError, ValueError):
+                return None  # neither seconds nor an HTTP date: no hint, not an error
             if when is not None:
                 return max(0.0, when.timestamp() - time.time())
     return None

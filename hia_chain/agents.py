@@ -106,7 +106,7 @@ class ThreadBudgets:
             msg = "ThreadBudgets needs a cap: pass `calls=`, `tokens=` or `cost=` (or `factory=`)."
             raise ConfigError(msg)
         if factory is None:
-            Budget(calls, tokens, cost, limits=limits, prices=prices)  # validate the caps now
+            Budget(calls, tokens, cost, limits=limits, prices=prices, parent=parent)  # validate now
 
         def make(_: Hashable) -> BaseBudget:
             return Budget(calls, tokens, cost, limits=limits, prices=prices, parent=parent)

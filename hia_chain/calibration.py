@@ -100,8 +100,10 @@ async def calibrate(
         try:
             await search.run(prompt, random_goal(objectives, rng), respond, settings, shared=cap)
         except Exception:
-            if heuristic.n_observations == 0:
-                raise  # nothing ever worked (a bad URL, key or model): stop paying for it
+            if heuristic.n_observations == 0 or (await cap.ausage()).calls == calls - left:
+                # Nothing ever worked (a bad URL, key or model), or this failure spent
+                # nothing (a refused connection): retrying would pay for nothing or loop.
+                raise
             failed += 1  # what it sent is charged to `cap`; go on with the next prompt
         progress((await cap.ausage()).calls, calls)
     spent = (await cap.ausage()).calls

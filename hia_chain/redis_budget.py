@@ -26,6 +26,7 @@ by a thread of this process, so a busy event loop does not let them lapse.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -143,7 +144,14 @@ class RedisBudget(BaseBudget):
         args = [hold.role, hold.id, str(hold.tokens), repr(float(hold.cost)), self._ttl_ms]
         args += ["" if v is None else repr(v) for v in (lim.calls, lim.tokens, lim.cost)]
         runner = self._get_runner()
-        return bool(await self._run(runner.hold(hold.id, args)))
+        try:
+            return bool(await self._run(runner.hold(hold.id, args)))
+        except Exception:
+            # The script may have run before its reply was lost: drop the lease (idempotent),
+            # or it would expire later and be charged as a call that was never sent.
+            with contextlib.suppress(Exception):
+                await self._run(runner.drop(hold.id, "unhold", [hold.id]))
+            raise
 
     async def commit(
         self, hold: Hold, spent: Usage, *, charged_tokens: int, charged_cost: float

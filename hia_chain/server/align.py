@@ -36,6 +36,7 @@ from hia_chain.server.errors import APIError
 from hia_chain.server.keys import KeySpec
 from hia_chain.server.models import ChatCompletion, ChatCompletionRequest, HIAOptions
 from hia_chain.server.upstream import Upstream, completion_text
+from hia_chain.trace import shape_trace
 
 __all__ = ["Aligner", "Progress", "aligned_message_index"]
 
@@ -252,9 +253,7 @@ class Aligner:
         if usage["calls"] != usage["unreported_calls"]:
             i, o = int(usage["input_tokens"]), int(usage["output_tokens"])
             summed = {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}
-        record = result.trace()
-        if trace == "summary":
-            record.pop("candidates", None)
+        record = shape_trace(result.trace(), trace)
         return ChatCompletion(
             id=f"chatcmpl-hia-{uuid.uuid4().hex[:24]}",
             created=int(time.time()),

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -253,8 +253,9 @@ async def _dispatch(
             )
             await streamed.open()
             state.metrics.upstream_calls(key, 1)
-            return StreamingResponse(
+            return _ClosingStreamingResponse(
                 relay_stream(streamed.__aiter__()),
+                on_close=streamed.aclose,
                 media_type="text/event-stream",
                 headers=_SSE_HEADERS,
             )
@@ -336,3 +337,18 @@ class _Timing:
                 info.get("calls", "-"),
                 seconds * 1000,
             )
+
+
+class _ClosingStreamingResponse(StreamingResponse):
+    """A streaming response that always runs ``on_close``, even when the client disconnects
+    before its body starts (Starlette then never iterates the body, nor runs background tasks)."""
+
+    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()

@@ -9,6 +9,7 @@ and an unreachable upstream a 502 with the right status, not an error inside a 2
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -123,8 +124,22 @@ class StreamedCall:
         except BaseException as exc:
             await self._settle_error(exc)
             raise
-        if self._reservation is not None:
-            await self.budget.asettle(self._reservation, *self.usage)
+        r, self._reservation = self._reservation, None
+        if r is not None:
+            await self.budget.asettle(r, *self.usage)
+
+    async def aclose(self) -> None:
+        """Settle a call whose stream was never read to the end (the client left before the
+        body started) at its bound, and close the upstream stream: a reservation must never
+        outlive its response."""
+        r, self._reservation = self._reservation, None
+        with anyio.CancelScope(shield=True):
+            if r is not None:
+                await self.budget.asettle(r)  # unknown outcome: the request was sent
+            close = getattr(self._chunks, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
 
     def _relay(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
         usage = chunk.get("usage")

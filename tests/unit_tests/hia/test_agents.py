@@ -444,3 +444,12 @@ def test_init_aligned_chat_model_builds_over_init_chat_model() -> None:
         init_aligned_chat_model(
             "openai:gpt-x", goal={"verbosity": 1}, budjet=3, model_kwargs=endpoint
         )
+
+
+def test_thread_budgets_take_prices_from_the_parent() -> None:
+    from hia_chain.budget import Budget, Price
+
+    pool = Budget(prices={"response": Price(1.0, 2.0)})
+    ThreadBudgets(cost=1.0, parent=pool)  # priced by the pool: accepted, like Budget(parent=)
+    with pytest.raises(ConfigError, match="prices"):
+        ThreadBudgets(cost=1.0)

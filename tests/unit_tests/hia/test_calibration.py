@@ -117,3 +117,22 @@ def test_dev_and_test_splits_are_disjoint_halves_in_file_order() -> None:
     pool = [(str(i), f"p{i}") for i in range(7)]
     dev, test = split_prompts(pool, "dev"), split_prompts(pool, "test")
     assert dev == pool[:3] and test == pool[3:] and split_prompts(pool, "all") == pool
+
+
+def test_a_failure_that_spends_nothing_stops_calibration_after_it_learned() -> None:
+    """Once something was learned, a failure that sends nothing (here a blank prompt; in
+    practice a refused connection) stops calibration rather than being retried forever."""
+    model = CountingChatModel(answer=instruction_following(0))
+    heuristic = LearnedHeuristic()
+    with pytest.raises(ConfigError, match="empty"):
+        anyio.run(
+            lambda: calibrate(
+                heuristic,
+                _responder(model),
+                [V],
+                [WordCountScorer()],
+                calls=40,
+                prompts=["Why is the sky blue?", "   "],
+            )
+        )
+    assert heuristic.n_observations == model.calls == 4

@@ -396,3 +396,15 @@ async def test_a_transport_that_reports_nothing_counts_from_the_start() -> None:
     message = await model.ainvoke("Explain tides.", search="greedy")
     assert message.text == "ok"
     assert len(seen) == 2 == pool.usage().calls  # the SDK did not retry; the reset was charged
+
+
+def test_a_garbled_retry_after_is_no_hint_not_a_crash() -> None:
+    """A `Retry-After` that is neither seconds nor an HTTP date must not escape the call path
+    (it used to raise ValueError before the reservation was settled, holding it forever)."""
+
+    class Unavailable(Exception):
+        status_code = 503
+        headers = {"retry-after": "later"}  # noqa: RUF012
+
+    assert retry_after(Unavailable()) is None
+    assert is_transient(Unavailable())
