@@ -345,7 +345,7 @@ class BaseBudget(ABC):
 
     async def asettle_message(self, reservation: Reservation, message: object) -> Usage:
         """Settle with the ``usage_metadata`` of a LangChain message, if it has any."""
-        counts = _message_counts(message)
+        counts = message_usage(message)
         return await self.asettle(reservation, *counts)
 
     async def aremaining_calls(self, role: Role = "response") -> int | None:
@@ -576,7 +576,7 @@ class Budget(BaseBudget):
 
     def settle_message(self, reservation: Reservation, message: object) -> Usage:
         """Sync :meth:`asettle_message` (every level in-process)."""
-        return self.settle(reservation, *_message_counts(message))
+        return self.settle(reservation, *message_usage(message))
 
     def release(self, reservation: Reservation) -> None:
         """Sync :meth:`arelease` (every level in-process)."""
@@ -626,11 +626,12 @@ def _run_now(coro: Coroutine[Any, Any, _T], budget: BaseBudget) -> _T:
     raise RuntimeError(msg)
 
 
-def _message_counts(message: object) -> tuple[int | None, int | None]:
+def message_usage(message: object) -> tuple[int | None, int | None]:
+    """Input and output tokens from a LangChain message's ``usage_metadata``, if reported."""
     usage = getattr(message, "usage_metadata", None)
     if not usage:
         return None, None
-    return usage["input_tokens"], usage["output_tokens"]
+    return usage.get("input_tokens"), usage.get("output_tokens")
 
 
 def _bound_cost(price: Price | None, tokens: int, output_tokens: int | None) -> float:

@@ -31,7 +31,7 @@ from langchain_core.runnables import Runnable
 
 from hia_chain import _transport
 from hia_chain._retry import http_status, retry_after, retrying
-from hia_chain.budget import Reservation, Role
+from hia_chain.budget import Reservation, Role, message_usage
 from hia_chain.context import RunContext, estimate_tokens
 from hia_chain.errors import BudgetExceededError
 
@@ -73,14 +73,6 @@ def bound_for(text: str, max_tokens: int | None, extra_chars: int = 0) -> TokenB
     if total is None or max_tokens is None:
         return None
     return TokenBound(input=total - max_tokens, output=max_tokens)
-
-
-def message_usage(message: object) -> tuple[int | None, int | None]:
-    """Input and output tokens from a LangChain message's ``usage_metadata``, if reported."""
-    usage = getattr(message, "usage_metadata", None)
-    if not usage:
-        return None, None
-    return usage.get("input_tokens"), usage.get("output_tokens")
 
 
 async def call(

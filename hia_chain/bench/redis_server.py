@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hia_chain.errors import ConfigError
+from hia_chain.local.serve import free_port
 
 __all__ = ["LocalRedis", "local_redis_server"]
 
@@ -88,18 +89,12 @@ def local_redis_server(port: int | None = None) -> Iterator[LocalRedis]:
         RuntimeError: it did not start.
     """
     with tempfile.TemporaryDirectory(prefix="hia-redis-") as tmp:
-        server = LocalRedis(port=port or _free_port(), directory=Path(tmp), process=None)
+        server = LocalRedis(port=port or free_port(), directory=Path(tmp), process=None)
         server.start()
         try:
             yield server
         finally:
             server.stop()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _ping(port: int) -> bool:

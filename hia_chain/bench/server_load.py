@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from hia_chain.bench.fake_upstream import MODEL
+from hia_chain.local.serve import free_port
 from hia_chain.server import running_server
 
 ASK = [{"role": "user", "content": "Why is the sky blue?"}]
@@ -68,9 +68,7 @@ def main() -> None:
     parser.add_argument("--aligned", action="store_true", help="send hia (budget 2) requests")
     args = parser.parse_args()
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     upstream = subprocess.Popen(
         [sys.executable, "-m", "hia_chain.bench.fake_upstream", "--port", str(port)],
         stdout=subprocess.PIPE,

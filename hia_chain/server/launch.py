@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from hia_chain.errors import ConfigError
+from hia_chain.local.serve import free_port
 from hia_chain.server.config import ENV_CONFIG, ServerConfig
 
 __all__ = ["RunningServer", "running_server", "serve"]
@@ -91,12 +91,6 @@ class RunningServer:
         return text[-chars:]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running_server(
     args: Sequence[str] = (),
@@ -117,7 +111,7 @@ def running_server(
     Raises:
         RuntimeError: the server exited or did not answer in time (with its log's tail).
     """
-    port = port or _free_port()
+    port = port or free_port()
     log_dir = Path(tempfile.mkdtemp(prefix="hia-serve-"))
     log_path = log_dir / "server.log"
     cmd = [sys.executable, "-m", "hia_chain.cli", "serve", "--host", "127.0.0.1"]
