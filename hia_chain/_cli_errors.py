@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hia_chain._retry import http_status
 from hia_chain.errors import ConfigError, HIAError
+from hia_chain.retry import http_status
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "EXIT_RUNTIME", "check_text", "describe"]
 

@@ -14,7 +14,7 @@ so the rules below hold for each of them the same way:
   failure of an opaque model once started) → the whole reserved bound.
 * **Time-boxed.** Each attempt runs under the context's per-call ``timeout``, clipped to the
   request's ``deadline``; no retry starts that could not finish its wait before it.
-* **Retries** of transient errors (see :mod:`hia_chain._retry`), honouring ``Retry-After``,
+* **Retries** of transient errors (see :mod:`hia_chain.retry`), honouring ``Retry-After``,
   each its own reservation. When the budget cannot pay for a retry, the provider's last
   error is raised, unchanged.
 """
@@ -30,10 +30,10 @@ import anyio
 from langchain_core.runnables import Runnable
 
 from hia_chain import _transport
-from hia_chain._retry import http_status, retry_after, retrying
 from hia_chain.budget import Reservation, Role, message_usage
 from hia_chain.context import RunContext, estimate_tokens
 from hia_chain.errors import BudgetExceededError
+from hia_chain.retry import http_status, retry_after, retrying
 
 __all__ = [
     "Outcome",

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective
-from hia_chain.optimizer._phrases import PHRASES
+from hia_chain.instructions import PHRASES
 from hia_chain.optimizer.base import OptimizeRequest, PromptOptimizer, Proposal
 from hia_chain.optimizer.constraints import find_constraints, precedence_clause
 

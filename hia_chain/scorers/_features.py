@@ -6,12 +6,10 @@ A featurizer is any callable ``texts -> (len(texts), dim)`` float matrix with a 
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import threading
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from importlib.util import find_spec
 from pathlib import Path
@@ -21,7 +19,7 @@ import numpy as np
 
 from hia_chain.errors import ConfigError, LocalExtraMissingError
 
-__all__ = ["Featurizer", "HashingFeaturizer", "SentenceEmbeddingFeaturizer", "added_text"]
+__all__ = ["Featurizer", "HashingFeaturizer", "SentenceEmbeddingFeaturizer"]
 
 _WORD = re.compile(r"\w+")
 
@@ -134,55 +132,3 @@ class SentenceEmbeddingFeaturizer:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=float).reshape(len(texts), -1)
-
-
-_DIFF_CELLS = 40_000
-"""Largest words(original) × words(candidate) middle still diffed with difflib (quadratic)."""
-
-
-def added_text(original: str, candidate: str) -> str:
-    """The words a candidate inserts or substitutes relative to the original.
-
-    Linear in the text for the rewrites optimizers make (instructions before, after, or
-    around the unchanged request): the common prefix and suffix are cut, then the rest of the
-    original is looked up as one run inside the rest of the candidate. Only a small remainder
-    is diffed word by word; a large one falls back to the candidate's words the original
-    lacks (by count), so a 20,000-word prompt takes milliseconds, not minutes.
-    """
-    a, b = original.split(), candidate.split()
-    start = 0
-    limit = min(len(a), len(b))
-    while start < limit and a[start] == b[start]:
-        start += 1
-    end = 0
-    while end < limit - start and a[-1 - end] == b[-1 - end]:
-        end += 1
-    a_mid, b_mid = a[start : len(a) - end], b[start : len(b) - end]
-    if not a_mid or not b_mid:
-        return " ".join(b_mid)
-    at = _find_run(b_mid, a_mid)
-    if at is not None:
-        return " ".join(b_mid[:at] + b_mid[at + len(a_mid) :])
-    if len(a_mid) * len(b_mid) <= _DIFF_CELLS:
-        ops = difflib.SequenceMatcher(a=a_mid, b=b_mid, autojunk=False).get_opcodes()
-        return " ".join(
-            " ".join(b_mid[j1:j2]) for tag, _, _, j1, j2 in ops if tag in ("insert", "replace")
-        )
-    left = Counter(a_mid)
-    out = []
-    for w in b_mid:
-        if left[w] > 0:
-            left[w] -= 1
-        else:
-            out.append(w)
-    return " ".join(out)
-
-
-def _find_run(haystack: list[str], needle: list[str]) -> int | None:
-    """Index of ``needle`` as a contiguous run of words in ``haystack`` (by string search)."""
-    sep = "\x00"
-    text, run = sep + sep.join(haystack) + sep, sep + sep.join(needle) + sep
-    pos = text.find(run)
-    if pos < 0:
-        return None
-    return text.count(sep, 0, pos)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective
-from hia_chain.optimizer._phrases import PHRASES
+from hia_chain.instructions import PHRASES, added_text
 from hia_chain.scorers.base import Heuristic, Prediction
 
 __all__ = ["InstructionHeuristic"]
@@ -44,7 +44,7 @@ class InstructionHeuristic(Heuristic):
     def _predict_one(self, original: str, candidate: str, name: str) -> tuple[float, float]:
         obj = self.objectives.get(name)
         lo, hi = (obj.low, obj.high) if obj else (0.0, 4.0)
-        added = candidate.replace(original, "").lower()
+        added = added_text(original, candidate).lower()
         levels = [
             lv
             for lv, variants in enumerate(self.phrases.get(name, []))

@@ -52,12 +52,8 @@ import numpy as np
 from hia_chain.context import RunContext
 from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective, validate_scores
-from hia_chain.scorers._features import (
-    Featurizer,
-    HashingFeaturizer,
-    SentenceEmbeddingFeaturizer,
-    added_text,
-)
+from hia_chain.instructions import added_text
+from hia_chain.scorers._features import Featurizer, HashingFeaturizer, SentenceEmbeddingFeaturizer
 from hia_chain.scorers.base import Heuristic, Prediction, check_batch
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
 

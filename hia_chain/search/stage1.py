@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective, RewardFunction
+from hia_chain.instructions import added_text
 from hia_chain.optimizer.base import rewrite_problem
-from hia_chain.scorers._features import added_text
 from hia_chain.scorers.base import Heuristic, check_batch
 from hia_chain.search.types import Candidate, FilterName
 

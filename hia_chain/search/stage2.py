@@ -16,12 +16,12 @@ from typing import Any
 
 import anyio
 
-from hia_chain._retry import is_transient
 from hia_chain.budget import BaseBudget
 from hia_chain.calls import Outcome, TokenBound, bound_for, call
 from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError
 from hia_chain.goals import RewardFunction, validate_scores
+from hia_chain.retry import is_transient
 from hia_chain.scorers.base import ReferenceScorer, check_batch
 from hia_chain.search.types import Candidate, Responder, Response, SearchSettings
 

@@ -25,12 +25,12 @@ from langchain_core.exceptions import (
 )
 
 from hia_chain import AlignedChatModel
-from hia_chain._retry import is_transient, retry_after
 from hia_chain.budget import BaseBudget, Budget, Hold, Price, Role, Usage
 from hia_chain.calls import TokenBound, attempt_state, call
 from hia_chain.context import RunContext, estimate_tokens
 from hia_chain.errors import BudgetExceededError, ConfigError
-from hia_chain.scorers._features import added_text
+from hia_chain.instructions import added_text
+from hia_chain.retry import is_transient, retry_after
 from hia_chain.search.types import MAX_BUDGET, MAX_CANDIDATES, SearchSettings
 from tests.unit_tests.fakes import CountingChatModel, FatalError, instruction_following
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hia_chain.errors import ConfigError, RewardModelError
 from hia_chain.goals import Objective
-from hia_chain.scorers._features import added_text
+from hia_chain.instructions import added_text
 from hia_chain.scorers.base import Prediction
 from hia_chain.scorers.function import FunctionHeuristic
 from hia_chain.scorers.learned import (
