@@ -1,12 +1,13 @@
 # The two commands of the README: `make run` (set up, align a sample prompt with the embedded
-# model) and `make test` (set up, run the whole suite). Both start from a bare machine.
+# model) and `make test` (set up, then lint, typecheck, the unit lane and the integration
+# lane, stopping at the first that fails). Both start from a bare machine.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PROMPT ?= Explain how vaccines work.
 GOAL ?= --goal verbosity=1 --goal complexity=1
 
-.PHONY: install run test unit integration lint bench-quick clean
+.PHONY: install run test unit integration lint typecheck bench-quick clean
 
 $(STAMP): pyproject.toml Makefile
 	# A real redis-server for the RedisBudget tests and benchmark (CI: root on a fresh Debian).
@@ -30,17 +31,22 @@ lint: install
 	$(VENV)/bin/ruff check hia_chain tests cookbook
 	$(VENV)/bin/ruff format --check hia_chain
 
+# mypy: strict for the core, configured in pyproject.toml ([tool.mypy]).
+typecheck: install
+	$(PY) -m mypy
+
+# The fast lane (no model, no sockets; about a minute): run first so a broken unit fails early.
 unit: install
 	$(PY) -m pytest tests/unit_tests -q
 
+# The real embedded model and real servers (many minutes on a CPU).
 integration: install
 	$(PY) -m pytest tests/integration_tests -q
 
-test: lint
-	$(PY) -m pytest tests -q
+test: lint typecheck unit integration
 
 bench-quick: install
 	$(VENV)/bin/hia-chain bench --quick --out bench-out
 
 clean:
-	rm -rf $(VENV) bench-out .pytest_cache
+	rm -rf $(VENV) bench-out .pytest_cache .mypy_cache

@@ -36,8 +36,10 @@ from hia_chain.scorers.base import ReferenceScorer as ReferenceScorer
 from hia_chain.scorers.instruction import InstructionHeuristic as InstructionHeuristic
 from hia_chain.search import HIASearch as HIASearch
 from hia_chain.search import Plan as Plan
+from hia_chain.search import Request as Request
 from hia_chain.search import SearchResult as SearchResult
 from hia_chain.search import SearchSettings as SearchSettings
+from hia_chain.search import StopReason as StopReason
 from hia_chain.stores import RedisObservationStore as RedisObservationStore
 from hia_chain.stores import SQLiteObservationStore as SQLiteObservationStore
 
@@ -67,11 +69,13 @@ __all__ = [
     "RedisBudget",
     "RedisObservationStore",
     "ReferenceScorer",
+    "Request",
     "RewardFunction",
     "RewardModelError",
     "SQLiteObservationStore",
     "SearchResult",
     "SearchSettings",
+    "StopReason",
     "StoreUnavailableError",
     "TemplateOptimizer",
     "ThreadBudgets",

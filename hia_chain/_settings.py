@@ -16,19 +16,13 @@ from pydantic import ValidationError
 
 from hia_chain.errors import ConfigError
 
-__all__ = ["check_names", "config_error", "suggest"]
+__all__ = ["check_names", "config_error"]
 
 _CUTOFF = 0.75
 
 
-def suggest(name: str, known: Iterable[str]) -> str | None:
-    """The known name ``name`` is probably a misspelling of, if any."""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=_CUTOFF)
-    return close[0] if close else None
-
-
-def check_names(given: Iterable[str], known: Collection[str], *, strict: bool = False) -> None:
-    """Refuse names that are not settings but look like one (or, ``strict``, any unknown).
+def check_names(given: Iterable[str], known: Collection[str]) -> None:
+    """Refuse names that are not settings but look like one.
 
     Raises:
         ConfigError: ``unknown setting 'budjet'; did you mean 'budget'?``
@@ -36,12 +30,9 @@ def check_names(given: Iterable[str], known: Collection[str], *, strict: bool = 
     for name in given:
         if name in known:
             continue
-        guess = suggest(name, known)
-        if guess is not None:
-            msg = f"unknown setting {name!r}; did you mean {guess!r}?"
-            raise ConfigError(msg)
-        if strict:
-            msg = f"unknown setting {name!r}; settings are: {', '.join(sorted(known))}."
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=_CUTOFF)
+        if close:
+            msg = f"unknown setting {name!r}; did you mean {close[0]!r}?"
             raise ConfigError(msg)
 
 

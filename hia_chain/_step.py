@@ -1,4 +1,5 @@
-"""One agent step under the ``final`` policy: one call first, then align a text answer.
+"""Agent steps: the ``final`` policy (one call first, then align a text answer), which cap a
+step drew from, and the flagged answer of a step the run's budget cannot pay for.
 
 The step's first call sends the conversation as is. An answer that calls a tool is the
 step's answer at one call. A text answer is the agent's final answer: it becomes the
@@ -13,17 +14,29 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+
+from hia_chain.agents import ThreadBudgets
 from hia_chain.budget import ROLES, BaseBudget, Budget
 from hia_chain.calls import Outcome, bound_for, call
 from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError
 from hia_chain.goals import get_reward_function, validate_goal
-from hia_chain.search import HIASearch, Responder, SearchResult, SearchSettings, stage2
+from hia_chain.search import (
+    HIASearch,
+    Request,
+    Responder,
+    Response,
+    SearchResult,
+    SearchSettings,
+    stage2,
+)
+from hia_chain.search.engine import choice_key
+from hia_chain.search.strategies import StopReason
 from hia_chain.search.types import Candidate
 
-__all__ = ["first_call_step"]
+__all__ = ["budget_scope", "exhausted_step", "first_call_step"]
 
 
 async def first_call_step(
@@ -64,10 +77,10 @@ async def first_call_step(
             first.attempts += 1
         first.outcomes.append(outcome if exc is None else f"{outcome}: {type(exc).__name__}")
 
-    async def once() -> Any:
-        return await respond(prompt)
+    async def once() -> Response:
+        return await respond(Request(prompt))
 
-    first.response = await call(
+    response: Response = await call(
         context,
         "response",
         once,
@@ -76,43 +89,42 @@ async def first_call_step(
         usage=lambda r: (r.input_tokens, r.output_tokens),
         record=record,
     )
-    if getattr(first.response.message, "tool_calls", None) or not align:
-        kind = "tool_call" if align else "passed"
-        result = _result(first, [first], step, settings, goal, 0, False, kind.replace("_", " "))
+    first.response = response
+    if getattr(response.message, "tool_calls", None) or not align:
+        kind, why = ("tool_call", StopReason.TOOL_CALL) if align else ("passed", StopReason.PASSED)
+        result = _result(first, [first], step, settings, goal, 0, False, why)
         await context.event("hia_done", {"best": 0, "reward": None, "calls": result.calls})
         return result, kind
-    if not first.response.text.strip():
+    if not response.text.strip():
         first.empty = True
         first.error = "EmptyAnswer: the response model returned no text."
 
-    candidates, rounds, exhausted, stopped = [first], 0, False, "budget spent"
+    candidates, rounds, exhausted = [first], 0, False
+    stopped, detail = StopReason.BUDGET_SPENT, None
     left = None if settings.deadline is None else settings.deadline - (time.monotonic() - start)
     if settings.budget > 1 and (left is None or left > 0):
         rest = dataclasses.replace(settings, budget=settings.budget - 1, deadline=left)
         try:
             sub = await search.run(prompt, goal, respond, rest, shared=step, context=context)
         except BudgetExceededError as exc:  # the pool could not pay for one more call
-            exhausted, stopped = True, str(exc)
+            exhausted, stopped, detail = True, StopReason.BUDGET_EXHAUSTED, str(exc)
         else:
             for c in sub.candidates:
                 c.id += 1
             candidates += sub.candidates
-            rounds, exhausted, stopped = sub.rounds, sub.budget_exhausted, sub.stopped
+            rounds, exhausted = sub.rounds, sub.budget_exhausted
+            stopped, detail = sub.stopped, sub.stop_detail
     elif settings.budget > 1:
-        stopped = "deadline"
+        stopped = StopReason.DEADLINE
     context.budget = step
     judged_short = await stage2.measure(prompt, [first], search.scorers, goal, reward, context)
     if judged_short:
-        exhausted, stopped = True, judged_short
+        exhausted, stopped, detail = True, StopReason.REFUSED, judged_short
     if first.measured is not None and search.heuristic is not None:
         search.heuristic.observe(prompt, prompt, first.measured)
     measured = [c for c in candidates if c.measured is not None]
-    best = (
-        max(measured, key=lambda c: (not c.empty, reward.rank_key(goal, c.measured or {})))
-        if measured
-        else first
-    )
-    result = _result(best, candidates, step, settings, goal, rounds, exhausted, stopped)
+    best = max(measured, key=lambda c: choice_key(c, reward, goal)) if measured else first
+    result = _result(best, candidates, step, settings, goal, rounds, exhausted, stopped, detail)
     return result, "answer"
 
 
@@ -124,7 +136,8 @@ def _result(
     goal: dict[str, float],
     rounds: int,
     exhausted: bool,
-    stopped: str,
+    stopped: StopReason,
+    detail: str | None = None,
 ) -> SearchResult:
     return SearchResult(
         best=best,
@@ -135,4 +148,45 @@ def _result(
         rounds=rounds,
         budget_exhausted=exhausted,
         stopped=stopped,
+        stop_detail=detail,
+    )
+
+
+def budget_scope(
+    config: RunnableConfig | None,
+    agent_budget: BaseBudget | ThreadBudgets | None,
+    shared: BaseBudget | None,
+) -> str:
+    """Which cap an aligned call drew from, for the trace: the caller's per-run budget
+    (``thread`` or ``run``), the model's shared pool, or the request's own."""
+    given = ((config or {}).get("configurable") or {}).get("hia_budget", agent_budget)
+    if isinstance(given, ThreadBudgets):
+        return "thread"
+    if given is not None:
+        return "run"
+    return "shared" if shared is not None else "request"
+
+
+async def exhausted_step(
+    prompt: str,
+    goal: dict[str, float],
+    settings: SearchSettings,
+    context: RunContext,
+    exc: BudgetExceededError,
+) -> SearchResult:
+    """The flagged, empty answer of a step the run's budget could not pay for."""
+    usage: dict[str, dict[str, float | int]] = {
+        role: (await context.budget.ausage(role)).as_dict() for role in ROLES
+    }
+    none = Candidate(id=0, prompt=prompt, origin="original", round=0)
+    none.error = f"BudgetExceededError: {exc}"
+    return SearchResult(
+        best=none,
+        candidates=[none],
+        settings=settings,
+        goal=goal,
+        usage=usage,
+        rounds=0,
+        budget_exhausted=True,
+        stopped=StopReason.BUDGET_EXHAUSTED,
     )

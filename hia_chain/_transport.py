@@ -193,7 +193,7 @@ def _counting_http_client(client: Any, wrapper: type) -> Any:
     return out
 
 
-_COPIES: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
+_COPIES: OrderedDict[int, tuple[Runnable[Any, Any], Runnable[Any, Any]]] = OrderedDict()
 _COPIES_LOCK = threading.Lock()
 _MAX_COPIES = 512
 _INSTRUMENTED: set[int] = set()
@@ -220,7 +220,7 @@ def instrumented(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
         hit = _COPIES.get(id(model))
         if hit is not None and hit[0] is model:
             _COPIES.move_to_end(id(model))
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
     made = _instrument(model)
     with _COPIES_LOCK:
         _COPIES[id(model)] = (model, made)  # keeps `model` alive, so its id stays unique
@@ -230,7 +230,7 @@ def instrumented(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
     return made
 
 
-def _instrument(model: Any) -> Any:
+def _instrument(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
     if isinstance(model, RunnableBinding):
         inner = _instrument(model.bound)
         return model if inner is model.bound else model.model_copy(update={"bound": inner})
@@ -265,7 +265,7 @@ def _has_openai_client(model: Any) -> bool:
     return root is not None and callable(getattr(root, "with_options", None))
 
 
-def _copy_openai_model(model: Any) -> Any:
+def _copy_openai_model(model: Any) -> Runnable[Any, Any]:
     update: dict[str, Any] = {"max_retries": 0}
     root_async = model.root_async_client
     http_async = _counting_http_client(root_async._client, _AsyncCounting)
@@ -280,7 +280,8 @@ def _copy_openai_model(model: Any) -> Any:
         update["root_client"] = new
         if getattr(model, "client", None) is not None:
             update["client"] = new.chat.completions
-    return model.model_copy(update=update)
+    copy: Runnable[Any, Any] = model.model_copy(update=update)
+    return copy
 
 
 def _warn_once(key: str, message: str) -> None:

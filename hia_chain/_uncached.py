@@ -22,7 +22,7 @@ from langchain_core.runnables.configurable import (
 
 __all__ = ["uncached"]
 
-_COPIES: dict[int, tuple[Any, Any]] = {}
+_COPIES: dict[int, tuple[Runnable[Any, Any], Runnable[Any, Any]]] = {}
 _LOCK = threading.Lock()
 _MAX = 256
 
@@ -35,8 +35,8 @@ def uncached(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
     with _LOCK:
         hit = _COPIES.get(id(model))
         if hit is not None and hit[0] is model:
-            return hit[1]  # type: ignore[no-any-return]
-    made = _copy(model)
+            return hit[1]
+    made: Runnable[Any, Any] = _copy(model)
     with _LOCK:
         if len(_COPIES) >= _MAX:
             _COPIES.pop(next(iter(_COPIES)))

@@ -17,17 +17,13 @@ from hia_chain.errors import ConfigError
 __all__ = ["check_fits"]
 
 
-def _window(model: Any) -> tuple[Any, int] | None:
-    """The tokenizer and context length of a local model (loading it, as its first call would)."""
-    resolve = getattr(model, "_resolve", None)
-    if not callable(resolve) or not hasattr(model, "tokenizer") or not hasattr(model, "hf_model"):
-        return None
-    hf_model, tokenizer = resolve()
+def _window(hf_model: Any) -> int | None:
+    """The context length in a transformers config, if it states one."""
     config = getattr(hf_model, "config", None)
     for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
         value = getattr(config, attr, None)
         if isinstance(value, int) and value > 0:
-            return tokenizer, value
+            return value
     return None
 
 
@@ -53,14 +49,16 @@ async def check_fits(model: Runnable[Any, Any], prompt: str, max_tokens: int | N
     """
     while isinstance(model, RunnableBinding):
         model = model.bound
-    if not (callable(getattr(model, "_resolve", None)) and hasattr(model, "hf_model")):
+    # a local chat model has `load_weights` (duck-typed: the core never imports hia_chain.local)
+    load = getattr(model, "load_weights", None)
+    if not callable(load):
         return  # the window is not known here: no thread hop for nothing
 
     def check() -> None:
-        found = _window(model)
-        if found is None:
+        hf_model, tokenizer = load()  # loads the weights, as the model's first call would
+        window = _window(hf_model)
+        if window is None:
             return
-        tokenizer, window = found
         tokens = _count(tokenizer, prompt)
         room = window - (max_tokens or 0)
         if tokens > room:

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Literal
 
-from langchain_core.messages import BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 
 from hia_chain.budget import BaseBudget, Budget, Limits, Price
@@ -43,7 +43,6 @@ __all__ = [
     "ThreadBudgets",
     "continues_after_tool",
     "decide_step",
-    "instructions_in_system",
     "run_budget",
 ]
 
@@ -223,28 +222,3 @@ def decide_step(
 def continues_after_tool(messages: Sequence[BaseMessage]) -> bool:
     """The step answers tool results: its last message is a ``ToolMessage``."""
     return bool(messages) and isinstance(messages[-1], ToolMessage)
-
-
-def instructions_in_system(
-    messages: Sequence[BaseMessage], original: str, candidate: str
-) -> list[BaseMessage]:
-    """The conversation unchanged but for the candidate's instructions in the system message.
-
-    A candidate that extends the original request (``original`` + instructions, as the
-    template optimizer writes them) contributes its added instructions; any other rewrite is
-    given whole, as the version of the request to answer. The first message is extended
-    when it is a system message (providers such as Anthropic take one, first); else one is
-    put first.
-    """
-    added = candidate[len(original) :].strip() if candidate.startswith(original) else ""
-    text = (
-        f"When you answer the user's request, follow these instructions: {added}"
-        if added
-        else f"Answer the user's request as this version of it asks: {candidate}"
-    )
-    out = list(messages)
-    if out and isinstance(out[0], SystemMessage) and isinstance(out[0].content, str):
-        out[0] = SystemMessage(content=f"{out[0].content}\n\n{text}")
-    else:
-        out.insert(0, SystemMessage(content=text))
-    return out

@@ -16,11 +16,6 @@ Sync entry points (``invoke``, ``batch``, ``stream``) call every model with its 
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
-import json
-import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
@@ -31,19 +26,26 @@ from langchain_core.callbacks import (
     CallbackManagerForLLMRun,
 )
 from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.rate_limiters import BaseRateLimiter
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.tools import BaseTool
-from langchain_core.utils.utils import LC_ID_PREFIX
 from pydantic import ConfigDict, Field, ValidationError
 
+from hia_chain._messages import (
+    announced,
+    answer_chunk,
+    as_chunk,
+    candidate_messages,
+    fixed_chars,
+    last_human,
+    scored_text,
+    sum_usage,
+)
 from hia_chain._settings import check_names, config_error
-from hia_chain._step import first_call_step
+from hia_chain._step import budget_scope, exhausted_step, first_call_step
 from hia_chain._uncached import uncached
 from hia_chain._window import check_fits
 from hia_chain.agents import (
@@ -52,38 +54,23 @@ from hia_chain.agents import (
     caller_config,
     continues_after_tool,
     decide_step,
-    instructions_in_system,
     run_budget,
 )
-from hia_chain.budget import ROLES, BaseBudget, Budget
+from hia_chain.asyncutil import run_sync
+from hia_chain.budget import BaseBudget, Budget
 from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError, ConfigError
-from hia_chain.goals import Objective, RewardName, get_reward_function, validate_goal
+from hia_chain.goals import Objective, RewardName, validate_goal
 from hia_chain.optimizer import PromptOptimizer, TemplateOptimizer
+from hia_chain.optimizer.base import OptimizeRequest, Proposal
 from hia_chain.scorers.base import Heuristic, ReferenceScorer
-from hia_chain.search import HIASearch, Plan, Response, SearchResult, SearchSettings
-from hia_chain.search.types import Candidate, FilterName, SearchName
+from hia_chain.search import HIASearch, Plan, Request, Response, SearchResult, SearchSettings
+from hia_chain.search.types import SETTING_NAMES, FilterName, SearchName
 from hia_chain.trace import TraceMode, shape_trace
 
 __all__ = ["AlignedChatModel"]
 
-logger = logging.getLogger(__name__)
-
-_SETTING_KEYS = (
-    "search",
-    "filter",
-    "budget",
-    "candidates_per_round",
-    "beam_width",
-    "reward",
-    "seed",
-    "max_concurrency",
-    "max_retries",
-    "max_tokens",
-    "exploration",
-    "timeout",
-    "deadline",
-)
+_DEFAULTS = SearchSettings()
 
 
 def _default_objectives() -> list[Objective]:
@@ -117,30 +104,51 @@ class AlignedChatModel(BaseChatModel):
     """Objectives a goal may name; default: verbosity, complexity and sentiment (0–4)."""
     goal: dict[str, float] = Field(default_factory=dict)
     """Target per objective, e.g. ``{"verbosity": 1, "complexity": 3}``."""
-    budget: int = 2
+
+    # Search settings: the defaults and their validation are SearchSettings' (one source);
+    # each can be overridden per call as a keyword.
+    search: SearchName = _DEFAULTS.search
+    """How calls are spent: ``bon`` (one round of ``budget`` filtered candidates),
+    ``greedy`` (rounds of one call, refined with measured feedback), ``beam`` (rounds of
+    ``beam_width`` calls seeded by the best so far) or ``sample`` (best-of-N sampling of the
+    original prompt, the baseline)."""
+    filter: FilterName = _DEFAULTS.filter
+    """Stage-1 choice of what to send: ``heuristic`` is HIA; ``random`` and ``order`` are the
+    unfiltered baselines."""
+    budget: int = _DEFAULTS.budget
     """Response-model calls per request (never exceeded)."""
-    shared_budget: BaseBudget | None = Field(default=None, exclude=True)
-    """A pool (calls, tokens, cost, per-role caps) shared by every request of this model."""
-    search: SearchName = "bon"
-    filter: FilterName = "heuristic"
-    """``heuristic`` is HIA; ``random`` and ``order`` are the unfiltered baselines."""
-    reward: RewardName = "euclidean"
-    candidates_per_round: int | None = None
-    beam_width: int = 2
-    seed: int | None = None
-    max_concurrency: int = 8
-    max_retries: int = 2
+    candidates_per_round: int | None = _DEFAULTS.candidates_per_round
+    """Candidate prompts proposed per round, the original included; default max(8, 2K) for
+    K calls per round."""
+    beam_width: int = _DEFAULTS.beam_width
+    """Beams of ``search="beam"``: calls per round, and how many of the best answers seed
+    the next round."""
+    reward: RewardName = _DEFAULTS.reward
+    """How closeness to the goal is scored: ``euclidean``, ``max_error`` (the worst
+    objective) or ``goal_completion`` (objectives within tolerance)."""
+    seed: int | None = _DEFAULTS.seed
+    """Seeds the optimizer's proposals and the ``random`` filter; ``None``: unseeded."""
+    max_concurrency: int = _DEFAULTS.max_concurrency
+    """Most response calls of one request in flight at once."""
+    max_retries: int = _DEFAULTS.max_retries
     """Retries of transient errors of the response model, each paid from the budget."""
-    max_tokens: int | None = None
+    max_tokens: int | None = _DEFAULTS.max_tokens
     """Bound on response tokens per call: reserved by token/cost caps and passed to the model
     when it differs from the model's own; default: the model's own."""
-    exploration: float = 0.0
-    timeout: float | None = 120.0
+    exploration: float = _DEFAULTS.exploration
+    """Optimism for uncertain heuristic predictions (κ): candidates are ranked as if each
+    prediction were up to κσ closer to the goal; 0 ranks by the prediction alone."""
+    timeout: float | None = _DEFAULTS.timeout
     """Seconds one model call may take before it is abandoned (then retried if the budget
     allows); ``None`` leaves it to the model's client."""
-    deadline: float | None = None
+    deadline: float | None = _DEFAULTS.deadline
     """Seconds a whole request may take; the best answer measured by then is returned."""
+
+    shared_budget: BaseBudget | None = Field(default=None, exclude=True)
+    """A pool (calls, tokens, cost, per-role caps) shared by every request of this model."""
     optimizer: PromptOptimizer = Field(default_factory=TemplateOptimizer, exclude=True)
+    """Proposes the candidate prompts; default: instruction templates (no model calls), with
+    output-capped variants where they ask for a short answer."""
     scorers: list[ReferenceScorer] | None = Field(default=None, exclude=True)
     """Reference scorers; default: the built-in text scorers of the objectives."""
     heuristic: Heuristic | None = Field(default=None, exclude=True)
@@ -156,11 +164,11 @@ class AlignedChatModel(BaseChatModel):
     it per run. When it runs dry the answer is the best so far, flagged
     ``budget_exhausted``, instead of an error."""
     trace: TraceMode = "full"
+    """What ``response_metadata["hia"]`` keeps: ``full`` (every candidate), ``summary``
+    (no candidate texts) or ``none`` (flags only); see :mod:`hia_chain.trace`."""
     response_rate_limiter: BaseRateLimiter | None = Field(default=None, exclude=True)
     """Acquired once per response call (each candidate, each retry). ``rate_limiter=`` on the
     aligned model is moved here: LangChain would acquire it once per aligned request."""
-    """What ``response_metadata["hia"]`` keeps: ``full`` (every candidate), ``summary``
-    (no candidate texts) or ``none`` (flags only); see :mod:`hia_chain.trace`."""
 
     _search: HIASearch
 
@@ -180,13 +188,16 @@ class AlignedChatModel(BaseChatModel):
 
             self.scorers = builtin_scorers(self.objectives)  # mapped onto each objective's scale
         if self.heuristic is None:
-            self.heuristic = _default_heuristic(self.objectives)
+            from hia_chain.factory import learned_heuristic  # factory imports this module
+
+            self.heuristic = learned_heuristic(self.objectives)
         if self.max_tokens is None:
             self.max_tokens = _own_max_tokens(self.model)
         if self.rate_limiter is not None:
             # One acquire per response call (each candidate, each retry), not one per request.
             self.response_rate_limiter, self.rate_limiter = self.rate_limiter, None
-        self._search = HIASearch(self.objectives, self.scorers, self.optimizer, self.heuristic)
+        optimizer = self.optimizer if _is_chat_model(self.model) else _Uncapped(self.optimizer)
+        self._search = HIASearch(self.objectives, self.scorers, optimizer, self.heuristic)
         if self.goal:
             validate_goal(self.objectives, self.goal)
         self._settings({})  # validate the defaults now, not at the first call
@@ -202,12 +213,12 @@ class AlignedChatModel(BaseChatModel):
         return {
             "model": getattr(_unbound(self.model), "_identifying_params", {}),
             "goal": self.goal,
-            **{k: getattr(self, k) for k in _SETTING_KEYS},
+            **{k: getattr(self, k) for k in SETTING_NAMES},
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         inner = _unbound(self.model)
-        own = {"goal", *_SETTING_KEYS}
+        own = {"goal", *SETTING_NAMES}
         passthrough = {k: v for k, v in kwargs.items() if k not in own}
         params: LangSmithParams = (
             inner._get_ls_params(stop=stop, **passthrough)
@@ -241,14 +252,14 @@ class AlignedChatModel(BaseChatModel):
     # -- the search -----------------------------------------------------------------------
 
     def _settings(self, overrides: dict[str, Any]) -> SearchSettings:
-        values = {k: overrides.get(k, getattr(self, k)) for k in _SETTING_KEYS}
+        values = {k: overrides.get(k, getattr(self, k)) for k in SETTING_NAMES}
         return SearchSettings(**values)
 
     def _split_kwargs(
         self, kwargs: dict[str, Any]
     ) -> tuple[dict[str, float], SearchSettings, dict[str, Any]]:
-        check_names(kwargs, ("goal", *_SETTING_KEYS))  # a misspelled setting is not a model kwarg
-        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTING_KEYS}
+        check_names(kwargs, ("goal", *SETTING_NAMES))  # a misspelled setting is not a model kwarg
+        overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in SETTING_NAMES}
         goal = kwargs.pop("goal", None)
         goal = self.goal if goal is None else goal  # an empty per-call goal is an error too
         if not goal:
@@ -268,7 +279,7 @@ class AlignedChatModel(BaseChatModel):
         """
         goal, settings, unknown = self._split_kwargs(dict(overrides))
         if unknown:
-            known = ", ".join(("goal", *_SETTING_KEYS))
+            known = ", ".join(("goal", *SETTING_NAMES))
             msg = f"plan() got unknown settings {sorted(unknown)}; settings are: {known}."
             raise ConfigError(msg)
         validate_goal(self.objectives, goal)
@@ -312,14 +323,14 @@ class AlignedChatModel(BaseChatModel):
         pool = run_budget(caller, self.agent_budget, self.shared_budget)
         policy, decision = decide_step(steps, messages, self.model)
         continuing = continues_after_tool(messages)
-        index, prompt = _last_human(messages)
+        index, prompt = last_human(messages)
         await check_fits(self.model, prompt, settings.max_tokens)  # before any call is made
         chain = await _start_chain(run_manager, prompt, goal)
         context = RunContext(
             budget=Budget(),
             run_manager=chain,
             sync=sync,
-            fixed_input_chars=_fixed_chars(self.model, messages, index),
+            fixed_input_chars=fixed_chars(self.model, messages, index),
             caller=caller,
         )
         model = uncached(self.model)  # every candidate a real call, never a cached copy
@@ -328,27 +339,16 @@ class AlignedChatModel(BaseChatModel):
             "steps": policy,
             "decision": decision,
             "continuation": continuing,
-            "budget_scope": _scope(caller, self.agent_budget, self.shared_budget),
+            "budget_scope": budget_scope(caller, self.agent_budget, self.shared_budget),
         }
 
-        async def respond(candidate: str) -> Response:
-            if candidate == prompt:
-                sent = list(messages)
-            elif continuing:  # after tool results: instructions in the system message
-                sent = instructions_in_system(messages, prompt, candidate)
-            else:
-                sent = list(messages)
-                sent[index] = _with_text(messages[index], candidate)
+        async def respond(request: Request) -> Response:
+            sent = candidate_messages(messages, index, prompt, request, continuing=continuing)
+            kwargs = {**passthrough, **request.model_kwargs()}  # a candidate's own cap
             if limiter is not None:
                 await limiter.aacquire(blocking=True)
-            message = await context.ainvoke(model, sent, "response", stop=stop, **passthrough)
-            usage = message.usage_metadata if isinstance(message, AIMessage) else None
-            return Response(
-                text=_scored_text(message),
-                input_tokens=usage["input_tokens"] if usage else None,
-                output_tokens=usage["output_tokens"] if usage else None,
-                message=message,
-            )
+            message = await context.ainvoke(model, sent, "response", stop=stop, **kwargs)
+            return Response.from_message(message, scored_text(message))
 
         shared = pool if pool is not None else self.shared_budget
         try:
@@ -374,7 +374,7 @@ class AlignedChatModel(BaseChatModel):
                     raise
                 # The run's budget is spent: the agent gets an empty, flagged answer (and
                 # stops, having no tool call to make), never an unbudgeted call.
-                result = await _exhausted(prompt, goal, settings, context, exc)
+                result = await exhausted_step(prompt, goal, settings, context, exc)
                 info["step"] = "budget exhausted"
         except BaseException as exc:
             if chain is not None:
@@ -406,7 +406,7 @@ class AlignedChatModel(BaseChatModel):
             # content); the scored text only stands in when there is no provider message.
             content=inner.content if isinstance(inner, AIMessage) else (best.text if best else ""),
             response_metadata=meta,
-            usage_metadata=_sum_usage(result),
+            usage_metadata=sum_usage(result),
             tool_calls=list(getattr(inner, "tool_calls", []) or []),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
@@ -452,7 +452,7 @@ class AlignedChatModel(BaseChatModel):
         result = self._to_result(*found)
         if run_manager is not None:
             await run_manager.on_llm_new_token(
-                _announced(result, run_manager.run_id).text, chunk=_answer_chunk(result)
+                announced(result, run_manager.run_id).text, chunk=answer_chunk(result)
             )
         return result
 
@@ -466,20 +466,12 @@ class AlignedChatModel(BaseChatModel):
         async def main() -> tuple[SearchResult, dict[str, Any], str]:
             return await self._asearch(messages, stop, run_manager, sync=True, kwargs=kwargs)
 
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            result = self._to_result(*anyio.run(main))
-        else:
-            # Called synchronously from inside a running loop (e.g. Jupyter): run on a worker
-            # thread with its own loop rather than re-entering the caller's (and with the
-            # caller's context, which carries its config).
-            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-                context = contextvars.copy_context()
-                result = self._to_result(*pool.submit(context.run, anyio.run, main).result())
+        # On a worker thread with its own loop when called from inside a running one (e.g.
+        # Jupyter), with the caller's context, which carries its config.
+        result = self._to_result(*run_sync(main))
         if run_manager is not None:
             run_manager.on_llm_new_token(
-                _announced(result, run_manager.run_id).text, chunk=_answer_chunk(result)
+                announced(result, run_manager.run_id).text, chunk=answer_chunk(result)
             )
         return result
 
@@ -503,7 +495,7 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[AIMessageChunk]:
         message = self.invoke(input, config, stop=stop, **kwargs)
-        yield _as_chunk(message)
+        yield as_chunk(message)
 
     async def astream(
         self,
@@ -514,7 +506,7 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[AIMessageChunk]:
         message = await self.ainvoke(input, config, stop=stop, **kwargs)
-        yield _as_chunk(message)
+        yield as_chunk(message)
 
     def _stream(
         self,
@@ -524,7 +516,7 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         result = self._generate(messages, stop, run_manager, **kwargs)
-        yield ChatGenerationChunk(message=_as_chunk(result.generations[0].message))
+        yield ChatGenerationChunk(message=as_chunk(result.generations[0].message))
 
     async def _astream(
         self,
@@ -534,7 +526,7 @@ class AlignedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         result = await self._agenerate(messages, stop, run_manager, **kwargs)
-        yield ChatGenerationChunk(message=_as_chunk(result.generations[0].message))
+        yield ChatGenerationChunk(message=as_chunk(result.generations[0].message))
 
 
 def _check_constructor(data: dict[str, Any]) -> None:
@@ -545,26 +537,7 @@ def _check_constructor(data: dict[str, Any]) -> None:
         if info.alias:
             known.add(info.alias)
     check_names(data, known)
-    given = {k: data[k] for k in _SETTING_KEYS if k in data}
-    SearchSettings(**given)
-    if "reward" in given:
-        get_reward_function(given["reward"], ())
-
-
-def _as_chunk(message: BaseMessage) -> AIMessageChunk:
-    """The chosen answer as a stream's one and last chunk, tool calls included."""
-    calls = [
-        tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"), index=i)
-        for i, c in enumerate(getattr(message, "tool_calls", None) or [])
-    ]
-    return AIMessageChunk(
-        content=message.content,
-        id=message.id,
-        response_metadata=message.response_metadata,
-        usage_metadata=getattr(message, "usage_metadata", None),
-        tool_call_chunks=calls,
-        chunk_position="last",
-    )
+    SearchSettings(**{k: data[k] for k in SETTING_NAMES if k in data})
 
 
 def _unbound(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
@@ -578,75 +551,6 @@ def _own_max_tokens(model: Runnable[Any, Any]) -> int | None:
     """The output bound the response model applies by itself, if it has one."""
     bound = getattr(_unbound(model), "max_tokens", None)
     return bound if isinstance(bound, int) else None
-
-
-_NON_TEXT_BLOCK_TOKENS = 2048
-"""Allowance per image/audio/file block: providers bill such a block by its size, not its
-characters (a high-detail image is about 1,100 tokens at OpenAI and 1,600 at Anthropic)."""
-
-
-def _fixed_chars(model: Runnable[Any, Any], messages: Sequence[BaseMessage], index: int) -> int:
-    """An upper bound, in characters (≥ tokens), on what every candidate is sent with besides
-    its own text: the other messages with their tool calls, the aligned message's non-text
-    blocks, and everything bound to the model (tool schemas, settings) at any layer."""
-
-    def size(value: Any) -> int:
-        return len(json.dumps(value, default=str))
-
-    total = 0
-    for i, m in enumerate(messages):
-        blocks = m.content if isinstance(m.content, list) else []
-        non_text = [b for b in blocks if isinstance(b, dict) and b.get("type") != "text"]
-        total += len(non_text) * _NON_TEXT_BLOCK_TOKENS
-        if i != index:
-            total += size(m.content) + size(getattr(m, "tool_calls", None) or []) + 16
-        elif non_text:
-            total += size(non_text)
-    layer = model
-    while isinstance(layer, RunnableBinding):
-        total += size(layer.kwargs)
-        layer = layer.bound
-    return total
-
-
-def _with_text(message: BaseMessage, text: str) -> HumanMessage:
-    """The human message with its text replaced by ``text``; images and other blocks kept."""
-    if isinstance(message.content, str):
-        return HumanMessage(content=text)
-    blocks: list[Any] = []
-    for block in message.content:
-        is_text = isinstance(block, str) or (
-            isinstance(block, dict) and block.get("type") == "text"
-        )
-        if not is_text:
-            blocks.append(block)
-        elif not any(isinstance(b, dict) and b.get("type") == "text" for b in blocks):
-            blocks.append({"type": "text", "text": text})  # the first text block carries it all
-    return HumanMessage(content=blocks)
-
-
-def _scored_text(message: BaseMessage) -> str:
-    """What the reference scorers see: the text, or the tool-call arguments if no text."""
-    calls = getattr(message, "tool_calls", None)
-    if message.text or not calls:
-        return message.text
-    return json.dumps([c["args"] for c in calls])
-
-
-def _default_heuristic(objectives: Sequence[Objective]) -> Heuristic:
-    """Learned online from this model's measured answers, starting from instruction cues."""
-    from hia_chain.scorers.instruction import InstructionHeuristic
-    from hia_chain.scorers.learned import LearnedHeuristic
-
-    return LearnedHeuristic(fallback=InstructionHeuristic(objectives), objectives=objectives)
-
-
-def _last_human(messages: Sequence[BaseMessage]) -> tuple[int, str]:
-    for i in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[i], HumanMessage):
-            return i, messages[i].text
-    msg = "AlignedChatModel needs a human message to align: the input has none."
-    raise ConfigError(msg)
 
 
 async def _start_chain(
@@ -666,50 +570,19 @@ async def _start_chain(
     )
 
 
-def _sum_usage(result: SearchResult) -> UsageMetadata | None:
-    """Token usage summed over every response call, or None if no provider reported any."""
-    usage = result.usage["response"]
-    if usage["calls"] == usage["unreported_calls"]:
-        return None
-    i, o = int(usage["input_tokens"]), int(usage["output_tokens"])
-    return UsageMetadata(input_tokens=i, output_tokens=o, total_tokens=i + o)
+class _Uncapped(PromptOptimizer):
+    """``optimizer``'s proposals less those with an output cap: a response model that is not
+    a chat model (a function, a chain) takes no ``max_tokens``."""
 
+    def __init__(self, optimizer: PromptOptimizer) -> None:
+        self.optimizer = optimizer
+        self.model_calls_per_round = optimizer.model_calls_per_round
 
-def _scope(
-    config: RunnableConfig | None,
-    agent_budget: BaseBudget | ThreadBudgets | None,
-    shared: BaseBudget | None,
-) -> str:
-    """Which cap the step drew from, for the trace."""
-    given = ((config or {}).get("configurable") or {}).get("hia_budget", agent_budget)
-    if isinstance(given, ThreadBudgets):
-        return "thread"
-    if given is not None:
-        return "run"
-    return "shared" if shared is not None else "request"
-
-
-async def _exhausted(
-    prompt: str,
-    goal: dict[str, float],
-    settings: SearchSettings,
-    context: RunContext,
-    exc: BudgetExceededError,
-) -> SearchResult:
-    """The flagged, empty answer of a step the run's budget could not pay for."""
-    usage = {role: (await context.budget.ausage(role)).as_dict() for role in ROLES}
-    none = Candidate(id=0, prompt=prompt, origin="original", round=0)
-    none.error = f"BudgetExceededError: {exc}"
-    return SearchResult(
-        best=none,
-        candidates=[none],
-        settings=settings,
-        goal=goal,
-        usage=usage,
-        rounds=0,
-        budget_exhausted=True,
-        stopped="budget exhausted",
-    )
+    async def apropose(
+        self, request: OptimizeRequest, context: RunContext | None = None
+    ) -> list[Proposal]:
+        proposals = await self.optimizer.apropose(request, context)
+        return [p for p in proposals if p.max_tokens is None]
 
 
 def _is_chat_model(model: Runnable[Any, Any]) -> bool:
@@ -722,19 +595,3 @@ def _is_chat_model(model: Runnable[Any, Any]) -> bool:
             model = model.default
         else:
             return isinstance(model, BaseChatModel)
-
-
-def _announced(result: ChatResult, run_id: Any) -> BaseMessage:
-    """The answer with the id LangChain would give it, set now so the one chunk announced to
-    stream handlers and the final message are recognised as one message (LangGraph's
-    ``stream_mode="messages"`` shows it once)."""
-    message = result.generations[0].message
-    if message.id is None:
-        message.id = f"{LC_ID_PREFIX}-{run_id}-0"
-    return message
-
-
-def _answer_chunk(result: ChatResult) -> ChatGenerationChunk:
-    """The chosen answer as the run's one stream chunk: what ``astream_events`` shows as
-    ``on_chat_model_stream``; no candidate ever streams."""
-    return ChatGenerationChunk(message=_as_chunk(result.generations[0].message))

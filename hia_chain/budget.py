@@ -55,6 +55,8 @@ __all__ = [
     "Reservation",
     "Role",
     "Usage",
+    "completion_usage",
+    "message_usage",
 ]
 
 Role = Literal["response", "optimizer", "judge", "draft"]
@@ -309,7 +311,8 @@ class BaseBudget(ABC):
             ConfigError: a token or cost cap applies but ``tokens`` was not given.
         """
         with anyio.CancelScope(shield=True):
-            return await self._reserve(role, tokens, output_tokens)
+            reservation = await self._reserve(role, tokens, output_tokens)
+        return reservation
 
     async def asettle(
         self,
@@ -322,7 +325,8 @@ class BaseBudget(ABC):
         Returns this budget's part of the usage (one call, priced with its prices).
         """
         with anyio.CancelScope(shield=True):
-            return await self._settle(reservation, input_tokens, output_tokens, failed=False)
+            usage = await self._settle(reservation, input_tokens, output_tokens, failed=False)
+        return usage
 
     async def asettle_failed(
         self,
@@ -336,17 +340,13 @@ class BaseBudget(ABC):
         bound (the provider read the request) but no output (it wrote none).
         """
         with anyio.CancelScope(shield=True):
-            return await self._settle(reservation, input_tokens, output_tokens, failed=True)
+            usage = await self._settle(reservation, input_tokens, output_tokens, failed=True)
+        return usage
 
     async def arelease(self, reservation: Reservation) -> None:
         """Give a reservation back whole: only for a call that never left the process."""
         with anyio.CancelScope(shield=True):
             await self._release(reservation)
-
-    async def asettle_message(self, reservation: Reservation, message: object) -> Usage:
-        """Settle with the ``usage_metadata`` of a LangChain message, if it has any."""
-        counts = message_usage(message)
-        return await self.asettle(reservation, *counts)
 
     async def aremaining_calls(self, role: Role = "response") -> int | None:
         """Calls still available (after in-flight reservations) here and in every ancestor."""
@@ -574,10 +574,6 @@ class Budget(BaseBudget):
         """Sync :meth:`asettle` (every level in-process)."""
         return _run_now(self._settle(reservation, input_tokens, output_tokens, failed=False), self)
 
-    def settle_message(self, reservation: Reservation, message: object) -> Usage:
-        """Sync :meth:`asettle_message` (every level in-process)."""
-        return self.settle(reservation, *message_usage(message))
-
     def release(self, reservation: Reservation) -> None:
         """Sync :meth:`arelease` (every level in-process)."""
         _run_now(self._release(reservation), self)
@@ -627,11 +623,21 @@ def _run_now(coro: Coroutine[Any, Any, _T], budget: BaseBudget) -> _T:
 
 
 def message_usage(message: object) -> tuple[int | None, int | None]:
-    """Input and output tokens from a LangChain message's ``usage_metadata``, if reported."""
+    """Input and output tokens from a LangChain message's ``usage_metadata``, if reported.
+
+    ``None`` means unreported, never zero: the settle rules then charge the bound.
+    """
     usage = getattr(message, "usage_metadata", None)
     if not usage:
         return None, None
     return usage.get("input_tokens"), usage.get("output_tokens")
+
+
+def completion_usage(completion: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """Input and output tokens from an OpenAI-style chat completion (or stream chunk)'s
+    ``usage``, if reported; :func:`message_usage` for the wire format."""
+    usage = completion.get("usage") or {}
+    return usage.get("prompt_tokens"), usage.get("completion_tokens")
 
 
 def _bound_cost(price: Price | None, tokens: int, output_tokens: int | None) -> float:

@@ -36,7 +36,6 @@ class RunContext:
     """The request's budget (its parent, if any, is the shared pool)."""
     run_manager: AsyncCallbackManagerForChainRun | None = None
     """The chain run of the aligned call; children hang under it."""
-    metadata: dict[str, Any] = field(default_factory=dict)
     fixed_input_chars: int = 0
     """Characters every response call sends besides the candidate prompt (system prompt,
     history, tool schemas), so token bounds cover the whole request."""
@@ -69,10 +68,7 @@ class RunContext:
         (``<run_name>:<role>``). The ``nostream`` tag keeps every call of the search out of
         LangGraph's ``stream_mode="messages"``: only the chosen answer streams.
         """
-        config: RunnableConfig = {
-            "tags": [f"hia:{tag}", "nostream"],
-            "metadata": dict(self.metadata),
-        }
+        config: RunnableConfig = {"tags": [f"hia:{tag}", "nostream"]}
         caller = self.caller or {}
         if caller.get("configurable"):
             config["configurable"] = dict(caller["configurable"])

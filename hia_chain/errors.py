@@ -43,7 +43,9 @@ class BudgetExceededError(HIAError):
     (``None`` where the budget refused), so the answers it did score are not thrown away.
     """
 
-    def __init__(self, message: str, *, partial: list | None = None) -> None:
+    def __init__(
+        self, message: str, *, partial: list[dict[str, float] | None] | None = None
+    ) -> None:
         super().__init__(message)
         self.partial = partial
 

@@ -1,19 +1,47 @@
-"""``init_aligned_chat_model``: LangChain's ``init_chat_model`` plus the alignment settings.
+"""Building models and heuristics from names: one home for the library, the CLI and the bench.
 
-One line from a ``"provider:model"`` string to an aligned model, the way LangChain users
-already pick models (``init_chat_model("openai:gpt-4o-mini")``), so switching providers
-keeps the goal, budget and search unchanged.
+* :func:`init_aligned_chat_model`: LangChain's ``init_chat_model`` plus the alignment
+  settings. One line from a ``"provider:model"`` string to an aligned model, the way
+  LangChain users already pick models (``init_chat_model("openai:gpt-4o-mini")``), so
+  switching providers keeps the goal, budget and search unchanged.
+* :func:`response_model`: the response model the commands use: any OpenAI-compatible
+  endpoint, else the embedded local model in-process.
+* :func:`heuristic`: a stage-1 heuristic by name (``HEURISTICS``), as ``--heuristic`` and
+  the benchmark's methods name them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from langchain_core.language_models import BaseChatModel
 
 from hia_chain.aligned import AlignedChatModel
 from hia_chain.errors import ConfigError
+from hia_chain.goals import Objective
+from hia_chain.scorers.base import Heuristic
+from hia_chain.scorers.draft import DraftHeuristic
+from hia_chain.scorers.instruction import InstructionHeuristic
+from hia_chain.scorers.learned import LearnedHeuristic, ObservationStore
+from hia_chain.scorers.text import builtin_scorers
 
-__all__ = ["init_aligned_chat_model"]
+__all__ = [
+    "HEURISTICS",
+    "HeuristicName",
+    "heuristic",
+    "init_aligned_chat_model",
+    "learned_heuristic",
+    "response_model",
+]
+
+HeuristicName = Literal["learned", "instruction", "draft"]
+HEURISTICS: tuple[HeuristicName, ...] = get_args(HeuristicName)
+"""The heuristics :func:`heuristic` builds: ``learned`` (learns the response model online
+over instruction cues; free), ``instruction`` (reads the added instructions; free),
+``draft`` (a small local model drafts every candidate; one call each)."""
 
 
 def init_aligned_chat_model(
@@ -50,3 +78,113 @@ def init_aligned_chat_model(
         raise ConfigError(msg) from exc
     llm = init_chat_model(model, model_provider=model_provider, **dict(model_kwargs or {}))
     return AlignedChatModel(model=llm, **settings)
+
+
+def response_model(
+    base_url: str | None = None,
+    model: str | None = None,
+    *,
+    temperature: float = 0.7,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    timeout: float | None = None,
+) -> BaseChatModel:
+    """``ChatOpenAI`` at ``base_url`` (any OpenAI-compatible server), else the embedded
+    model in-process (``[local]`` extra).
+
+    The endpoint client never retries on its own (``max_retries=0``): retries are
+    hia_chain's, inside the budget. Its key is ``OPENAI_API_KEY`` when set (local servers
+    need none).
+
+    Args:
+        base_url: The endpoint, e.g. ``http://127.0.0.1:8000/v1``.
+        model: The model name to ask for there; required with ``base_url``.
+        temperature: Sampling temperature.
+        max_tokens: Output cap per call.
+        seed: Sampling seed, where the server honours one.
+        timeout: Seconds per request at the endpoint (default: the client's).
+
+    Raises:
+        ConfigError: ``base_url`` without ``model``.
+    """
+    if base_url:
+        if not model:
+            raise ConfigError("--base-url needs --model NAME (the model to ask for there).")
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(
+            base_url=base_url,
+            model=model,
+            api_key=os.environ.get("OPENAI_API_KEY", "not-needed"),  # type: ignore[arg-type]
+            temperature=temperature,
+            max_tokens=max_tokens,  # type: ignore[call-arg]  # a field name; mypy sees only the alias
+            seed=seed,
+            max_retries=0,
+            timeout=timeout,
+        )
+    from hia_chain.local import LocalChatModel
+
+    local: BaseChatModel = LocalChatModel(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    return local
+
+
+def heuristic(
+    kind: str,
+    objectives: Sequence[Objective],
+    *,
+    state: str | Path | None = None,
+    store: ObservationStore | None = None,
+    drafter: BaseChatModel | None = None,
+    draft_tokens: int = 64,
+) -> Heuristic:
+    """The stage-1 heuristic named ``kind`` (one of :data:`HEURISTICS`).
+
+    Options that do not concern ``kind`` are ignored, so a command can pass all its flags.
+
+    Args:
+        kind: ``learned``, ``instruction`` or ``draft``.
+        objectives: The objectives' scales.
+        state: For ``learned``: a ``hia-chain calibrate`` file to warm-start from.
+        store: For ``learned``: where it keeps its observations (default: in memory).
+        drafter: For ``draft``: the model that drafts (default: the embedded model, greedy).
+        draft_tokens: For ``draft``: the output cap per draft.
+
+    Raises:
+        ConfigError: an unknown ``kind``, or an unreadable ``state``.
+    """
+    if kind == "instruction":
+        return InstructionHeuristic(objectives)
+    if kind == "learned":
+        return learned_heuristic(objectives, state=state, store=store)
+    if kind == "draft":
+        if drafter is None:
+            from hia_chain.local import LocalChatModel
+
+            drafter = LocalChatModel(temperature=0.0, max_tokens=draft_tokens)
+        scorers = builtin_scorers([o.name for o in objectives])
+        return DraftHeuristic(drafter, scorers, max_tokens=draft_tokens, objectives=objectives)
+    msg = f"Unknown heuristic {kind!r}; choose from {', '.join(HEURISTICS)}."
+    raise ConfigError(msg)
+
+
+def learned_heuristic(
+    objectives: Sequence[Objective],
+    *,
+    state: str | Path | None = None,
+    store: ObservationStore | None = None,
+) -> LearnedHeuristic:
+    """The learned heuristic over instruction cues: it predicts what the instructions say
+    until it has measured how this response model actually answers them.
+
+    Args:
+        objectives: The objectives' scales.
+        state: A ``hia-chain calibrate`` file to warm-start from.
+        store: Where it keeps its observations (default: in memory).
+
+    Raises:
+        ConfigError: an unreadable ``state``.
+    """
+    fallback = InstructionHeuristic(objectives)
+    if state is not None:
+        return LearnedHeuristic.load(state, fallback=fallback, objectives=objectives, store=store)
+    return LearnedHeuristic(fallback=fallback, objectives=objectives, store=store)

@@ -209,4 +209,4 @@ def get_reward_function(name: str, objectives: Sequence[Objective]) -> RewardFun
     if name not in REWARD_NAMES:
         msg = f"`reward` must be one of {', '.join(REWARD_NAMES)}; got {name!r}."
         raise ConfigError(msg)
-    return RewardFunction(name=name, objectives=tuple(objectives))  # type: ignore[arg-type]
+    return RewardFunction(name=name, objectives=tuple(objectives))

@@ -12,9 +12,10 @@ instruction-tuned models measurably follow (DESIGN §4).
 from __future__ import annotations
 
 import difflib
+import re
 from collections import Counter
 
-__all__ = ["PHRASES", "added_text"]
+__all__ = ["PHRASES", "added_text", "candidate_text", "output_cap"]
 
 PHRASES: dict[str, tuple[tuple[str, str], ...]] = {
     "verbosity": (
@@ -109,3 +110,24 @@ def _find_run(haystack: list[str], needle: list[str]) -> int | None:
     if pos < 0:
         return None
     return text.count(sep, 0, pos)
+
+
+_CAP = re.compile(r"\n\n\(Output limit: (\d+) tokens\.\)\Z")
+
+
+def candidate_text(prompt: str, system: str | None = None, max_tokens: int | None = None) -> str:
+    """One text for a candidate's user turn, system instruction and output cap.
+
+    What stage 1 and the heuristics read, so they see an instruction wherever it is sent and
+    can tell a capped variant from its twin: a system instruction comes first as
+    ``System: ...``, an output cap last (:func:`output_cap` reads it back); just ``prompt``
+    when there is neither.
+    """
+    text = prompt if system is None else f"System: {system}\n\nUser: {prompt}"
+    return text if max_tokens is None else f"{text}\n\n(Output limit: {max_tokens} tokens.)"
+
+
+def output_cap(text: str) -> int | None:
+    """The output cap :func:`candidate_text` wrote into ``text``, or None."""
+    found = _CAP.search(text)
+    return int(found.group(1)) if found else None

@@ -33,7 +33,7 @@ import os
 import threading
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,12 +59,8 @@ class RedisBudget(BaseBudget):
     Args:
         url: The Redis server, e.g. ``redis://127.0.0.1:6379/0`` (``rediss://`` for TLS).
         name: The pool's name (e.g. a tenant); its keys are ``hia:budget:{name}:*``.
-        calls: Most response-model calls.
-        tokens: Most response-model tokens, input plus output.
-        cost: Most response-model cost, computed with ``prices``.
-        limits: Caps for the other roles, e.g. ``{"judge": Limits(calls=20)}``.
-        prices: Per-role token prices, needed for any cost cap on that role.
-        parent: A budget every reservation must also fit in.
+        calls, tokens, cost, limits, prices, parent: The caps and the chain, exactly as for
+            :class:`~hia_chain.budget.Budget` (same names, order and defaults).
         lease_ttl: Seconds an in-flight call's lease lives without renewal (renewed every
             third of it while the call runs): how long a dead worker's calls hold the pool.
         period: Seconds after which the caps start afresh (e.g. ``86400`` for a daily cap);
@@ -266,7 +262,9 @@ class _Runner:
         self.live: set[str] = set()
         self.lock = threading.Lock()
         self._aioredis = aioredis
-        self._async_retry = lambda: AsyncRetry(ExponentialBackoff(cap=0.2, base=0.02), 2)
+        self._async_retry: Callable[[], Any] = lambda: AsyncRetry(
+            ExponentialBackoff(cap=0.2, base=0.02), 2
+        )
         self.by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
             weakref.WeakKeyDictionary()
         )

@@ -1,88 +1,58 @@
-"""``hia-chain bench``: the alignment-per-call benchmark and the overhead figures."""
+"""``hia-chain bench``: the alignment-per-call benchmark and the overhead figures.
+
+The flags live in :mod:`hia_chain.cli.bench`; this module runs what they ask for.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
 from hia_chain.errors import ConfigError
+from hia_chain.scorers.base import Heuristic
 
-__all__ = ["register"]
-
-QUICK = {"prompts": 4, "budgets": (1, 2), "max_tokens": 64}
-FULL = {"prompts": 50, "budgets": (1, 2, 4, 8), "max_tokens": 96}
+__all__ = ["run", "split_prompts"]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "bench", help="Benchmark HIA against best-of-N, greedy and beam at equal budgets."
-    )
-    p.add_argument("--quick", action="store_true", help="4 prompts, B ∈ {1, 2}: minutes, not hours")
-    p.add_argument("--prompts", type=Path, help="JSONL with `instruction` or `prompt` per line")
-    p.add_argument("--limit", type=int, help="number of prompts (default 50, quick 4)")
-    p.add_argument(
-        "--budgets", type=lambda s: tuple(int(x) for x in s.split(",")), help="e.g. 1,2,4,8"
-    )
-    p.add_argument("--out", type=Path, default=Path("bench-out"))
-    p.add_argument("--base-url", help="an OpenAI-compatible endpoint instead of the local server")
-    p.add_argument("--model", help="model name at --base-url")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--split",
-        choices=["dev", "test", "all"],
-        default="test",
-        help="which half of the prompt file (after the length filter, in file order): develop "
-        "and tune on dev, report on test (default)",
-    )
-    p.add_argument(
-        "--methods", type=lambda s: tuple(s.split(",")), help="comma-separated method names"
-    )
-    p.add_argument(
-        "--heuristic-state",
-        type=Path,
-        help="a `hia-chain calibrate` file: adds the warm-started methods (hia-*[warm])",
-    )
-    p.add_argument(
-        "--oracle-samples",
-        type=int,
-        default=3,
-        help="samples of each first-round candidate for the expected-reward oracle (default 3)",
-    )
-    p.add_argument("--skip-overhead", action="store_true")
-    p.add_argument(
-        "--continuous-batching",
-        action="store_true",
-        help="serve with continuous batching: ~2x faster on CPU, but the server then ignores "
-        "per-request seeds (answers are still shared across methods, see responses.py)",
-    )
-    p.set_defaults(func=_run)
+@dataclass(frozen=True)
+class _Size:
+    """How big a benchmark run is, unless flags say otherwise."""
+
+    prompts: int
+    budgets: tuple[int, ...]
+    max_tokens: int
 
 
-def _run(args: argparse.Namespace) -> int:
-    from langchain_openai import ChatOpenAI
+QUICK = _Size(prompts=4, budgets=(1, 2), max_tokens=64)
+FULL = _Size(prompts=50, budgets=(1, 2, 4, 8), max_tokens=96)
 
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``hia-chain bench`` with its parsed flags (:mod:`hia_chain.cli.bench`)."""
     from hia_chain.bench.data import default_prompts_path, load_prompts
     from hia_chain.bench.harness import BenchConfig, make_items, run_experiment
     from hia_chain.bench.report import summarize, write_plot
+    from hia_chain.factory import response_model
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 
     size = QUICK if args.quick else FULL
-    budgets = args.budgets or size["budgets"]
+    budgets = args.budgets or size.budgets
     path = args.prompts or default_prompts_path()
     pool = load_prompts(path)
     total = sum(1 for line in path.read_text().splitlines() if line.strip())
     if len(pool) < total:
         print(f"bench: {total - len(pool)} of {total} prompts are over 600 characters: left out")
-    limit = args.limit or size["prompts"]
+    limit = args.limit or size.prompts
     pool = split_prompts(pool, args.split)
     # A seeded sample of the split, not its first rows.
     prompts = random.Random(args.seed).sample(pool, min(limit, len(pool)))
@@ -117,14 +87,8 @@ def _run(args: argparse.Namespace) -> int:
             )
             base_url, model = served.base_url, served.model
             print(f"bench: transformers serve ready at {base_url}")
-        llm = ChatOpenAI(
-            base_url=base_url,
-            model=model,
-            api_key=os.environ.get("OPENAI_API_KEY", "not-needed"),  # type: ignore[arg-type]
-            temperature=0.7,
-            max_tokens=size["max_tokens"],
-            max_retries=0,
-            timeout=300,
+        llm = response_model(
+            base_url, model, temperature=0.7, max_tokens=size.max_tokens, timeout=300
         )
         _check_sampling(llm, items[0].prompt)
         config = BenchConfig(
@@ -218,41 +182,32 @@ def _progress_bar(total: int) -> Iterator[Callable[[str], None]]:
         yield advance
 
 
-_drafter: Any = None
+def _heuristic(kind: str, objectives: list[Any], state: Path | None = None) -> Heuristic:
+    """A method's heuristic: ``warm`` is the learned one warm-started from ``state``; every
+    ``draft`` heuristic shares one greedy local drafter (loaded once)."""
+    from hia_chain.factory import heuristic
+
+    if kind == "warm":
+        return heuristic("learned", objectives, state=state)
+    drafter = _drafter() if kind == "draft" else None
+    return heuristic(kind, objectives, drafter=drafter, draft_tokens=_DRAFT_TOKENS)
 
 
-def _heuristic(kind: str, objectives: list[Any], state: Path | None = None) -> Any:
-    from hia_chain.scorers.instruction import InstructionHeuristic
+_DRAFT_TOKENS = 48
 
-    if kind == "instruction":
-        return InstructionHeuristic(objectives)
-    if kind in ("learned", "warm"):
-        from hia_chain.scorers.learned import LearnedHeuristic
 
-        fallback = InstructionHeuristic(objectives)
-        if kind == "warm":
-            return LearnedHeuristic.load(state, fallback=fallback, objectives=objectives)  # type: ignore[arg-type]
-        return LearnedHeuristic(fallback=fallback, objectives=objectives)
-    if kind == "draft":
-        global _drafter
-        from hia_chain.local import LocalChatModel
-        from hia_chain.scorers.draft import DraftHeuristic
-        from hia_chain.scorers.text import builtin_scorers
+@functools.cache
+def _drafter() -> Any:
+    from hia_chain.local import LocalChatModel
 
-        if _drafter is None:
-            _drafter = LocalChatModel(temperature=0.0, max_tokens=48)
-        return DraftHeuristic(
-            _drafter, builtin_scorers([o.name for o in objectives]), max_tokens=48
-        )
-    msg = f"unknown heuristic {kind!r}"
-    raise ConfigError(msg)
+    return LocalChatModel(temperature=0.0, max_tokens=_DRAFT_TOKENS)
 
 
 def _overhead_section(objectives: list[Any]) -> str:
     from hia_chain.bench.overhead import measure_overhead, measure_throughput
 
-    factories = {
-        k: (lambda k=k: _heuristic(k, objectives)) for k in ("instruction", "learned", "draft")
+    factories: dict[str, Callable[[], Heuristic]] = {
+        k: functools.partial(_heuristic, k, objectives) for k in ("instruction", "learned", "draft")
     }
     rows = anyio.run(lambda: measure_overhead(factories))
     lines = [

@@ -157,7 +157,7 @@ class FaultServer:
         if fault == "slow":
             await asyncio.sleep(self.slow_delay)
         if fault == "400":
-            err = {
+            err: dict[str, dict[str, str | None]] = {
                 "error": {
                     "message": "injected: the prompt was flagged by the content filter",
                     "type": "invalid_request_error",

@@ -258,6 +258,22 @@ async def _oracle_pass(
 _ORACLE = Method("oracle", "bon", "order")
 
 
+def _run_row(item: Item, method: Method, budget: int, **fields: Any) -> dict[str, Any]:
+    """One ``results.csv`` row: the run's key columns, then ``fields`` (the rest blank)."""
+    row: dict[str, Any] = dict.fromkeys(RESULT_FIELDS, "")
+    row.update(
+        item=item.key,
+        prompt_id=item.prompt_id,
+        objectives=len(item.goal),
+        goal=json.dumps(item.goal),
+        method=method.name,
+        heuristic=method.heuristic or "",
+        budget=budget,
+    )
+    row.update(fields)
+    return row
+
+
 def _rows(
     item: Item,
     method: Method,
@@ -273,23 +289,18 @@ def _rows(
         fn = get_reward_function(name, objectives)
         best = max(measured, key=lambda c: fn.rank_key(item.goal, c.measured or {}))
         rows.append(
-            {
-                "item": item.key,
-                "prompt_id": item.prompt_id,
-                "objectives": len(item.goal),
-                "goal": json.dumps(item.goal),
-                "method": method.name,
-                "heuristic": method.heuristic or "",
-                "budget": budget,
-                "reward_function": name,
-                "reward": fn(item.goal, best.measured or {}),
-                "scores": json.dumps(best.measured),
-                "calls": result.calls,
-                "tokens": usage["total_tokens"],
-                "seconds": round(seconds, 3),
-                "error": "",
-                "chosen": best.prompt,
-            }
+            _run_row(
+                item,
+                method,
+                budget,
+                reward_function=name,
+                reward=fn(item.goal, best.measured or {}),
+                scores=json.dumps(best.measured),
+                calls=result.calls,
+                tokens=usage["total_tokens"],
+                seconds=round(seconds, 3),
+                chosen=best.prompt,
+            )
         )
     return rows
 
@@ -297,23 +308,9 @@ def _rows(
 def _error_row(
     item: Item, method: Method, budget: int, exc: BaseException, t0: float
 ) -> dict[str, Any]:
-    return {
-        "item": item.key,
-        "prompt_id": item.prompt_id,
-        "objectives": len(item.goal),
-        "goal": json.dumps(item.goal),
-        "method": method.name,
-        "heuristic": method.heuristic or "",
-        "budget": budget,
-        "reward_function": "",
-        "reward": "",
-        "scores": "",
-        "calls": "",
-        "tokens": "",
-        "seconds": round(time.perf_counter() - t0, 3) if t0 else "",
-        "error": f"{type(exc).__name__}: {exc}"[:300],
-        "chosen": "",
-    }
+    seconds = round(time.perf_counter() - t0, 3) if t0 else ""
+    error = f"{type(exc).__name__}: {exc}"[:300]
+    return _run_row(item, method, budget, seconds=seconds, error=error)
 
 
 def _pred_rows(

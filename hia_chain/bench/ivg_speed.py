@@ -99,11 +99,12 @@ def _time_method(
     """Run in a fresh process: load the model, time ``method``, report times and peak RSS."""
     import torch
 
-    from hia_chain.local._beam import chunk_beam_search
-    from hia_chain.local._decode import Guidance
-    from hia_chain.local._hf_adapter import CausalStream, chat_ids, pad_token_id, real_vocab_size
+    from hia_chain.local.beam import chunk_beam_search
+    from hia_chain.local.decoding import Guidance
     from hia_chain.local.embedded import load_embedded
-    from hia_chain.local.guidance import goal_system_prompt, sampling_processors, with_system_prompt
+    from hia_chain.local.guidance import goal_system_prompt, with_system_prompt
+    from hia_chain.local.hf_adapter import CausalStream, chat_ids, pad_token_id, real_vocab_size
+    from hia_chain.local.settings import DecodeSettings
     from hia_chain.local.values import ScorerValue
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, SentimentScorer
 
@@ -118,6 +119,13 @@ def _time_method(
     value = ScorerValue(SentimentScorer(), goal)
     system = goal_system_prompt(goal, list(BUILTIN_OBJECTIVES.values()))
     pad, vocab = pad_token_id(tok), real_vocab_size(tok)
+    settings = DecodeSettings(
+        max_tokens=tokens,
+        temperature=0.7,
+        beam_width=method.beam_width,
+        successors_per_beam=method.successors,
+        chunk_tokens=method.chunk,
+    )
     times: list[list[float]] = []
     for prompt in prompts:
         conv = [{"role": "user", "content": prompt}]
@@ -152,13 +160,9 @@ def _time_method(
                     CausalStream.prefill(model, [ids], pad),
                     guidance,
                     value if method.beam_width * method.successors > 1 else None,
+                    settings,
                     prompt=prompt,
                     decode=lambda t: tok.decode(list(t), skip_special_tokens=True),
-                    beam_width=method.beam_width,
-                    successors_per_beam=method.successors,
-                    chunk_tokens=method.chunk,
-                    max_new_tokens=tokens,
-                    processors=sampling_processors(0.7),
                     vocab_size=vocab,
                     eos_ids=frozenset(),
                     pad_id=pad,
@@ -323,7 +327,7 @@ def sentiment_steering(
             messages = [llm.invoke(p, seed=seed) for p in prompts]
             seconds += time.perf_counter() - started
             texts = [m.text for m in messages]
-            tokens += sum(m.usage_metadata["output_tokens"] for m in messages)
+            tokens += sum(m.usage_metadata["output_tokens"] for m in messages if m.usage_metadata)
             per_seed_reward.append(statistics.mean(reward("", texts)))
             per_seed_compound.append(
                 statistics.mean(vader.polarity_scores(t)["compound"] for t in texts)

@@ -12,53 +12,16 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-import anyio
-from langchain_core.callbacks import AsyncCallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.language_models import LanguageModelInput
 
 from hia_chain.aligned import AlignedChatModel
 from hia_chain.scorers.base import Heuristic
+from hia_chain.search import SearchSettings
+from hia_chain.search.types import SearchName
+from hia_chain.testing import FakeChatModel, instruction_following
 
-__all__ = ["FixedLatencyChatModel", "OverheadRow", "measure_overhead", "measure_throughput"]
-
-
-class FixedLatencyChatModel(BaseChatModel):
-    """Answers after ``latency`` seconds with a length that follows the prompt's wording."""
-
-    latency: float = 0.5
-
-    @property
-    def _llm_type(self) -> str:
-        return "fixed-latency-fake"
-
-    def _generate(
-        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
-    ) -> ChatResult:
-        raise NotImplementedError("async only: use ainvoke")
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        await anyio.sleep(self.latency)
-        prompt = messages[-1].text
-        words = 12 if "short" in prompt or "brief" in prompt else 120 if "detail" in prompt else 60
-        text = " ".join(["Vaccines train the immune system."] * (words // 5))
-        usage = {
-            "input_tokens": len(prompt.split()),
-            "output_tokens": words,
-            "total_tokens": words + len(prompt.split()),
-        }
-        return ChatResult(
-            generations=[ChatGeneration(message=AIMessage(content=text, usage_metadata=usage))]
-        )
+__all__ = ["OverheadRow", "measure_overhead", "measure_throughput"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +41,7 @@ async def measure_overhead(
     heuristics: dict[str, Callable[[], Heuristic]],
     *,
     latency: float = 0.5,
-    searches: Sequence[tuple[str, int]] = (("bon", 4), ("greedy", 2), ("beam", 4)),
+    searches: Sequence[tuple[SearchName, int]] = (("bon", 4), ("greedy", 2), ("beam", 4)),
     repeats: int = 3,
     goal: dict[str, float] | None = None,
 ) -> list[OverheadRow]:
@@ -87,7 +50,7 @@ async def measure_overhead(
     for name, factory in heuristics.items():
         for search, budget in searches:
             model = AlignedChatModel(
-                model=FixedLatencyChatModel(latency=latency),
+                model=FakeChatModel(answer=instruction_following(0), latency=latency),
                 heuristic=factory(),
                 goal=goal or {"verbosity": 1, "complexity": 1},
                 search=search,
@@ -98,7 +61,7 @@ async def measure_overhead(
                 t0 = time.perf_counter()
                 await model.ainvoke(f"Explain how vaccines work ({i}).")
                 times.append(time.perf_counter() - t0)
-            rounds = model._settings({}).rounds
+            rounds = SearchSettings(search=search, budget=budget).rounds
             rows.append(
                 OverheadRow(name, search, budget, statistics.median(times), rounds * latency)
             )
@@ -115,13 +78,15 @@ async def measure_throughput(
 ) -> tuple[float, float]:
     """(requests per second, ideal requests per second) for ``abatch`` with bon at ``budget``."""
     model = AlignedChatModel(
-        model=FixedLatencyChatModel(latency=latency),
+        model=FakeChatModel(answer=instruction_following(0), latency=latency),
         heuristic=heuristic(),
         goal={"verbosity": 1},
         search="bon",
         budget=budget,
     )
-    prompts = [f"Question {i}: how do plants grow?" for i in range(requests)]
+    prompts: list[LanguageModelInput] = [
+        f"Question {i}: how do plants grow?" for i in range(requests)
+    ]
     t0 = time.perf_counter()
     await model.abatch(prompts, config={"max_concurrency": concurrency})
     seconds = time.perf_counter() - t0

@@ -15,7 +15,8 @@ from collections import Counter
 import anyio
 from langchain_core.language_models import BaseChatModel
 
-from hia_chain.search.types import Responder, Response
+from hia_chain.instructions import candidate_text
+from hia_chain.search.types import Request, Responder, Response
 
 __all__ = ["SharedResponses"]
 
@@ -26,14 +27,14 @@ def _seed(prompt: str, k: int, base: int) -> int:
 
 
 class SharedResponses:
-    """Caches sampled answers per (prompt, occurrence) for one benchmark item."""
+    """Caches sampled answers per (request, occurrence) for one benchmark item."""
 
     def __init__(self, llm: BaseChatModel, seed: int) -> None:
         self.llm = llm
         self.seed = seed
         self.generated = 0
-        self._cache: dict[tuple[str, int], Response] = {}
-        self._locks: dict[tuple[str, int], anyio.Lock] = {}
+        self._cache: dict[tuple[Request, int], Response] = {}
+        self._locks: dict[tuple[Request, int], anyio.Lock] = {}
 
     def responder(self, offset: int = 0) -> Responder:
         """A responder for one method run (it counts its own occurrences of each prompt).
@@ -41,15 +42,20 @@ class SharedResponses:
         ``offset`` starts every prompt's count there: the expected-reward oracle's r-th pass
         over the first-round candidates takes the r-th sample of each, not the first again.
         """
-        seen: Counter[str] = Counter()
+        seen: Counter[Request] = Counter()
 
-        async def respond(prompt: str) -> Response:
-            key = (prompt, seen[prompt] + offset)
-            seen[prompt] += 1
+        async def respond(request: Request) -> Response:
+            key = (request, seen[request] + offset)
+            seen[request] += 1
             lock = self._locks.setdefault(key, anyio.Lock())
             async with lock:
                 if key not in self._cache:
-                    message = await self.llm.ainvoke(prompt, seed=_seed(prompt, key[1], self.seed))
+                    text = candidate_text(request.prompt, request.system, request.max_tokens)
+                    message = await self.llm.ainvoke(
+                        request.messages(),
+                        seed=_seed(text, key[1], self.seed),
+                        **request.model_kwargs(),
+                    )
                     self._cache[key] = Response.from_message(message)
                     self.generated += 1
                 return self._cache[key]

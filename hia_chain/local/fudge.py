@@ -43,10 +43,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hia_chain.errors import ConfigError, LocalExtraMissingError
+from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective, RewardName
-from hia_chain.local._decode import guided_decode
-from hia_chain.local._hf_adapter import (
+from hia_chain.local._extra import require_torch
+from hia_chain.local.decoding import guided_decode, seeded_generator
+from hia_chain.local.hf_adapter import (
     CausalStream,
     chat_ids,
     eos_token_ids,
@@ -56,15 +57,13 @@ from hia_chain.local._hf_adapter import (
     positions_from_mask,
     real_vocab_size,
 )
-from hia_chain.local.guidance import sampling_processors
+from hia_chain.local.settings import DecodeSettings
 from hia_chain.local.values import ScorerValue, ValueHead
 from hia_chain.scorers.base import ReferenceScorer
 
-try:
-    import torch
-except ImportError as exc:  # the [local] extra is not installed
-    msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
-    raise LocalExtraMissingError(msg) from exc
+require_torch()
+
+import torch  # noqa: E402
 
 __all__ = [
     "Sample",
@@ -98,7 +97,7 @@ def sample_and_score(
     objectives: Sequence[Objective] | None = None,
     reward: RewardName | str = "euclidean",
     samples_per_prompt: int = 4,
-    max_new_tokens: int = 32,
+    max_tokens: int = 32,
     temperature: float = 1.0,
     seed: int = 0,
 ) -> list[Sample]:
@@ -109,16 +108,17 @@ def sample_and_score(
     Raises:
         ConfigError: bad goal or sizes.
     """
-    if samples_per_prompt < 1 or max_new_tokens < 1:
-        msg = f"`samples_per_prompt` and `max_new_tokens` must be >= 1, got {samples_per_prompt}, {max_new_tokens}."
+    if samples_per_prompt < 1:
+        msg = f"`samples_per_prompt` must be >= 1, got {samples_per_prompt}."
         raise ConfigError(msg)
+    settings = DecodeSettings(max_tokens=max_tokens, temperature=temperature)
     value = ScorerValue(scorer, goal, objectives=objectives, reward=reward)
     pad, vocab, eos = (
         pad_token_id(tokenizer),
         real_vocab_size(tokenizer),
         eos_token_ids(tokenizer, model),
     )
-    generator = torch.Generator(device=model_device(model)).manual_seed(seed)
+    generator, _ = seeded_generator(model_device(model), seed)
     samples: list[Sample] = []
     for prompt in prompts:
         stream = CausalStream.prefill(
@@ -128,12 +128,13 @@ def sample_and_score(
         out = guided_decode(
             stream,
             None,
-            sampling_processors(temperature),
-            max_new_tokens=max_new_tokens,
+            settings.processors(),
+            max_new_tokens=settings.max_tokens,
             vocab_size=vocab,
             eos_ids=eos,
             pad_id=pad,
             generator=generator,
+            sample=settings.sample,
             feed_last=False,
         )
         ids = [out.tokens[i, : int(n)].tolist() for i, n in enumerate(out.new_tokens)]

@@ -1,22 +1,19 @@
-"""Token-level value guidance: the sampling chain and the guidance combiner (DESIGN §3).
+"""Token-level value guidance: the guidance combiner, the guide prompt and vocabulary checks.
 
-Sampling uses ``transformers``' own ``TemperatureLogitsWarper`` → ``TopKLogitsWarper`` →
-``TopPLogitsWarper`` (called as ``processor(input_ids, scores) -> new_scores``, never in
-place), so guided and plain decoding sample exactly as ``generate`` does; this module only
-validates the settings with errors that name them. Repetition control likewise reuses
-``RepetitionPenaltyLogitsProcessor`` and ``NoRepeatNGramLogitsProcessor``, applied before
-temperature as in ``generate``, on each row's full ids (prompt included, as ``generate`` does
-for decoder-only models): a 135M model left alone loops on one sentence.
+Sampling and repetition control use ``transformers``' own processors, built and validated by
+:class:`~hia_chain.local.settings.DecodeSettings`, so guided and plain decoding sample exactly
+as ``generate`` does.
 
 Token guidance (the IVG/EFT rule, on raw last-position logits over the full vocabulary)::
 
     logits = z_base + beta * sum_j (z_tuned_j - z_ref)
 
-then temperature -> top-k -> top-p -> sample. A guidance pair is either two models (tuned,
-reference) that share the base model's tokenizer, or the tuning-free pair: one small model
-with and without a goal-describing system prompt. When the reference side is the base model
-itself (the embedded model guiding itself), the rule is ``(1 - beta) z_base + beta z_tuned``:
-``beta = 1`` is plain prompting with the goal and only ``beta > 1`` extrapolates beyond it.
+then repetition control -> temperature -> top-k -> top-p -> sample. A guidance pair is either
+two models (tuned, reference) that share the base model's tokenizer, or the tuning-free pair:
+one small model with and without a goal-describing system prompt. When the reference side is
+the base model itself (the embedded model guiding itself), the rule is
+``(1 - beta) z_base + beta z_tuned``: ``beta = 1`` is plain prompting with the goal and only
+``beta > 1`` extrapolates beyond it.
 """
 
 from __future__ import annotations
@@ -25,22 +22,13 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from hia_chain.errors import ConfigError, LocalExtraMissingError
+from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective
+from hia_chain.local._extra import require_torch
 
-try:
-    import torch
-    from transformers import LogitsProcessorList
-    from transformers.generation.logits_process import (
-        NoRepeatNGramLogitsProcessor,
-        RepetitionPenaltyLogitsProcessor,
-        TemperatureLogitsWarper,
-        TopKLogitsWarper,
-        TopPLogitsWarper,
-    )
-except ImportError as exc:  # the [local] extra is not installed
-    msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
-    raise LocalExtraMissingError(msg) from exc
+require_torch()
+
+import torch  # noqa: E402
 
 __all__ = [
     "DEFAULT_NO_REPEAT_NGRAM_SIZE",
@@ -49,8 +37,6 @@ __all__ = [
     "check_shared_vocabulary",
     "goal_system_prompt",
     "guided_logits",
-    "repetition_processors",
-    "sampling_processors",
     "with_system_prompt",
 ]
 
@@ -70,77 +56,6 @@ class LogitsProcessor(Protocol):
     """Anything called as ``(input_ids, scores) -> new scores`` without mutating ``scores``."""
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor: ...
-
-
-def sampling_processors(
-    temperature: float, top_k: int | None = None, top_p: float | None = None
-) -> LogitsProcessorList:
-    """temperature → top-k → top-p, skipping the no-op ones (``top_k=None``, ``top_p=1``).
-
-    ``temperature == 0`` means greedy: no temperature processor is added and the caller takes
-    the argmax instead of sampling.
-
-    Raises:
-        ConfigError: a value is out of range.
-    """
-    if not (isinstance(temperature, int | float) and math.isfinite(temperature)) or temperature < 0:
-        msg = f"`temperature` must be a finite number >= 0 (0 = greedy), got {temperature!r}."
-        raise ConfigError(msg)
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        msg = f"`top_k` must be an integer >= 1, got {top_k!r}."
-        raise ConfigError(msg)
-    if top_p is not None and not (isinstance(top_p, int | float) and 0 < top_p <= 1):
-        msg = f"`top_p` must be a number in (0, 1], got {top_p!r}."
-        raise ConfigError(msg)
-    processors = LogitsProcessorList()
-    if temperature > 0 and temperature != 1:
-        processors.append(TemperatureLogitsWarper(float(temperature)))
-    if top_k is not None:
-        processors.append(TopKLogitsWarper(top_k))
-    if top_p is not None and top_p != 1:
-        processors.append(TopPLogitsWarper(float(top_p)))
-    return processors
-
-
-def repetition_processors(
-    repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0
-) -> LogitsProcessorList:
-    """repetition penalty → no-repeat n-gram, skipping the off ones (``1.0`` and ``0``).
-
-    Both read the ``input_ids`` handed to them, so the caller passes each row's whole sequence,
-    prompt included, in row order (beam reordering must reorder the ids with the cache).
-
-    Raises:
-        ConfigError: ``repetition_penalty`` is not a finite number > 0, or
-            ``no_repeat_ngram_size`` is not an integer >= 0.
-    """
-    if (
-        isinstance(repetition_penalty, bool)
-        or not isinstance(repetition_penalty, int | float)
-        or not math.isfinite(repetition_penalty)
-        or repetition_penalty <= 0
-    ):
-        msg = (
-            "`repetition_penalty` must be a finite number > 0 (1 = off, above 1 discourages "
-            f"tokens already seen), got {repetition_penalty!r}."
-        )
-        raise ConfigError(msg)
-    if (
-        isinstance(no_repeat_ngram_size, bool)
-        or not isinstance(no_repeat_ngram_size, int)
-        or no_repeat_ngram_size < 0
-    ):
-        msg = (
-            "`no_repeat_ngram_size` must be an integer >= 0 (0 = off, n bans any n tokens "
-            f"in a row that already occurred), got {no_repeat_ngram_size!r}."
-        )
-        raise ConfigError(msg)
-    processors = LogitsProcessorList()
-    if repetition_penalty != 1:
-        processors.append(RepetitionPenaltyLogitsProcessor(float(repetition_penalty)))
-    if no_repeat_ngram_size > 0:
-        processors.append(NoRepeatNGramLogitsProcessor(no_repeat_ngram_size))
-    return processors
 
 
 def guided_logits(

@@ -24,41 +24,64 @@ to a token until the final selection.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import Field, PrivateAttr
 
 from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective, RewardName, validate_goal
-from hia_chain.local.chat_model import conversation, local_ls_params, resolve_weights
+from hia_chain.local.base import BaseLocalChatModel, conversation, usage
+from hia_chain.local.beam import BeamResult, chunk_beam_search
+from hia_chain.local.decoding import Guidance, seeded_generator
+from hia_chain.local.generation import cut_at_stop
 from hia_chain.local.guidance import (
     DEFAULT_NO_REPEAT_NGRAM_SIZE,
     DEFAULT_REPETITION_PENALTY,
+    check_shared_vocabulary,
     goal_system_prompt,
-    repetition_processors,
     with_system_prompt,
 )
+from hia_chain.local.hf_adapter import (
+    CausalStream,
+    chat_ids,
+    eos_token_ids,
+    logits_width,
+    model_device,
+    pad_token_id,
+    real_vocab_size,
+)
+from hia_chain.local.settings import GUIDANCE_MODES, DecodeSettings, GuidanceMode
+from hia_chain.local.values import ScorerValue, ValueFunction
 
 __all__ = ["IVGChatModel"]
 
-GuidanceMode = Literal["none", "token", "chunk", "both"]
+_DECODE_FIELDS = tuple(f.name for f in dataclasses.fields(DecodeSettings))
 _IDENTIFYING = (
     "model_name model_path guidance goal beta beam_width successors_per_beam chunk_tokens "
     "temperature top_k top_p repetition_penalty no_repeat_ngram_size max_tokens"
 ).split()
 
 
-class IVGChatModel(BaseChatModel):
+def _check_guidance(mode: Any, beta: Any) -> None:
+    """Raise ConfigError for an unknown guidance mode or a beta that is not a finite number."""
+    if mode not in GUIDANCE_MODES:
+        msg = f"`guidance` must be none, token, chunk or both, got {mode!r}."
+        raise ConfigError(msg)
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not math.isfinite(beta):
+        msg = f"`beta` must be a finite number, got {beta!r}."
+        raise ConfigError(msg)
+
+
+class IVGChatModel(BaseLocalChatModel):
     """Value-guided decoding of a local model (the embedded SmolLM2 by default).
 
     Example:
@@ -71,11 +94,6 @@ class IVGChatModel(BaseChatModel):
             msg.response_metadata["ivg"]["chunks"]   # per-chunk values of every row
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, populate_by_name=True)
-
-    model_path: str | None = None
-    """A transformers model folder; default: the embedded model, loaded on first use."""
-    model_name: str = "SmolLM2-135M-Instruct"
     guidance: GuidanceMode = "both"
     """``none``, ``token``, ``chunk`` or ``both`` (IVG)."""
     goal: dict[str, float] | None = None
@@ -88,29 +106,22 @@ class IVGChatModel(BaseChatModel):
     """Token-guidance strength. 2, not the public code's 1: with the tuning-free pair built
     from the base model, 1 is the same as prompting with the goal."""
     beam_width: int = 2
+    """Beams kept after each chunk (W)."""
     successors_per_beam: int = 2
+    """Rows sampled from each kept beam (K)."""
     chunk_tokens: int | None = 30
     """Tokens between selections; None = one chunk (best-of-N when beam_width is 1)."""
-    temperature: float = 0.7
-    """0 decodes greedily."""
     top_k: int | None = None
-    top_p: float = 1.0
+    """Sample among the k likeliest tokens; None = all."""
     repetition_penalty: float = DEFAULT_REPETITION_PENALTY
     """transformers' repetition penalty over each row's prompt and answer so far (1 = off).
     On by default: the 135M embedded model otherwise repeats whole sentences."""
     no_repeat_ngram_size: int = DEFAULT_NO_REPEAT_NGRAM_SIZE
     """No ``n`` tokens in a row twice in a row's prompt and answer (0 = off)."""
-    max_tokens: int = 256
-    seed: int | None = None
-    """Seed of the sampler's ``torch.Generator``; None draws a fresh one per call."""
-    stop: list[str] | None = None
     guide_system_prompt: str | None = None
     """System prompt of the tuned side. Without an explicit pair: default from the goal. With
     ``tuned_model``/``reference_model``: none unless set (set it and pass one small model as
     both to get the tuning-free pair for a different base model)."""
-    hf_model: Any = Field(default=None, exclude=True)
-    """An already-loaded base model (tests inject tiny ones)."""
-    tokenizer: Any = Field(default=None, exclude=True)
     tuned_model: Any = Field(default=None, exclude=True)
     """An explicit tuned guide (shares the base vocabulary); default: the base model."""
     guide_tokenizer: Any = Field(default=None, exclude=True)
@@ -125,36 +136,11 @@ class IVGChatModel(BaseChatModel):
     def __init__(self, **data: Any) -> None:
         # Checked here rather than in a pydantic validator so callers get ConfigError itself.
         super().__init__(**data)
-        checks = [
-            (self.beam_width < 1, f"`beam_width` must be >= 1, got {self.beam_width}."),
-            (
-                self.successors_per_beam < 1,
-                f"`successors_per_beam` must be >= 1, got {self.successors_per_beam}.",
-            ),
-            (self.max_tokens < 1, f"`max_tokens` must be >= 1, got {self.max_tokens}."),
-            (
-                self.chunk_tokens is not None and self.chunk_tokens < 1,
-                f"`chunk_tokens` must be >= 1 or None, got {self.chunk_tokens}.",
-            ),
-            (not math.isfinite(self.beta), f"`beta` must be a finite number, got {self.beta}."),
-            (
-                not (math.isfinite(self.temperature) and self.temperature >= 0),
-                f"`temperature` must be >= 0 (0 = greedy), got {self.temperature}.",
-            ),
-            (
-                self.top_k is not None and self.top_k < 1,
-                f"`top_k` must be >= 1 or None, got {self.top_k}.",
-            ),
-            (not 0 < self.top_p <= 1, f"`top_p` must be in (0, 1], got {self.top_p}."),
-            (
-                (self.tuned_model is None) != (self.reference_model is None),
-                "An explicit guide pair needs both `tuned_model` and `reference_model`.",
-            ),
-        ]
-        for bad, msg in checks:
-            if bad:
-                raise ConfigError(msg)
-        repetition_processors(self.repetition_penalty, self.no_repeat_ngram_size)  # validates
+        self.decode_settings()  # every decoding setting, by DecodeSettings' rules
+        _check_guidance(self.guidance, self.beta)
+        if (self.tuned_model is None) != (self.reference_model is None):
+            msg = "An explicit guide pair needs both `tuned_model` and `reference_model`."
+            raise ConfigError(msg)
         if self.goal is not None:
             self.goal = validate_goal(self._objectives(), self.goal)
 
@@ -166,35 +152,47 @@ class IVGChatModel(BaseChatModel):
     def _identifying_params(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in _IDENTIFYING}
 
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        return local_ls_params(self, stop, kwargs)
-
     def _objectives(self) -> list[Objective]:
         from hia_chain.scorers.text import BUILTIN_OBJECTIVES
 
         return list(self.objectives) if self.objectives else list(BUILTIN_OBJECTIVES.values())
 
-    def _resolve(self) -> tuple[Any, Any]:
-        self.hf_model, self.tokenizer = resolve_weights(
-            self.hf_model, self.tokenizer, self.model_path
+    def decode_settings(self, **overrides: Any) -> DecodeSettings:
+        """This model's decoding settings, with a call's overrides of any of them (a None
+        override keeps the model's value).
+
+        Raises:
+            ConfigError: a setting is out of range.
+        """
+        return DecodeSettings(
+            **{
+                k: getattr(self, k) if overrides.get(k) is None else overrides[k]
+                for k in _DECODE_FIELDS
+            }
         )
-        return self.hf_model, self.tokenizer
 
     # -- one search ---------------------------------------------------------------------
 
     def run_search(
         self, messages: Sequence[BaseMessage], **kwargs: Any
-    ) -> tuple[Any, dict[str, Any]]:
-        """Run one guided search (blocking): ``(SearchResult, trace)``.
+    ) -> tuple[BeamResult, dict[str, Any]]:
+        """Run one guided search (blocking): ``(BeamResult, trace)``.
 
-        ``kwargs`` may override ``goal``, ``seed``, ``max_tokens``, ``temperature``, ``beta``,
-        ``guidance``, ``repetition_penalty`` and ``no_repeat_ngram_size`` for this call.
+        ``kwargs`` may override ``goal``, ``seed``, ``beta``, ``guidance`` and any decoding
+        setting (``max_tokens``, ``temperature``, ``repetition_penalty``, ...) for this call.
 
         Raises:
             ConfigError: a chunk or token guidance call without a goal (or ``value``), a
                 vocabulary mismatch for token guidance, or bad overrides.
         """
-        return _run_ivg(self, list(messages), kwargs)
+        given = {k: v for k, v in kwargs.items() if v is not None}
+        settings = self.decode_settings(**given)
+        mode, beta = given.get("guidance", self.guidance), given.get("beta", self.beta)
+        _check_guidance(mode, beta)
+        goal = given.get("goal", self.goal)
+        goal = validate_goal(self._objectives(), goal) if goal else None
+        seed = given.get("seed", self.seed)
+        return _search(self, list(messages), settings, mode, float(beta), goal, seed)
 
     def _result(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
@@ -204,24 +202,11 @@ class IVGChatModel(BaseChatModel):
             result, trace = self.run_search(messages, **kwargs)
             trace["seconds"] = round(time.perf_counter() - started, 4)
         best = result.best
-        text, reason = best.text, "stop" if best.finished else "length"
-        for s in stop or self.stop or ():
-            if s and s in text:
-                text, reason = text[: text.index(s)], "stop"
-        usage = UsageMetadata(
-            input_tokens=trace["input_tokens"],
-            output_tokens=len(best.token_ids),
-            total_tokens=trace["input_tokens"] + len(best.token_ids),
-        )
+        text, reason = cut_at_stop(best.text, self._stop(stop), best.finished)
         message = AIMessage(
             content=text,
-            usage_metadata=usage,
-            response_metadata={
-                "model_name": self.model_name,
-                "finish_reason": reason,
-                "model_provider": "hia_local",
-                "ivg": trace,
-            },
+            usage_metadata=usage(trace["input_tokens"], len(best.token_ids)),
+            response_metadata=self._response_metadata(reason, ivg=trace),
         )
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -266,21 +251,8 @@ class IVGChatModel(BaseChatModel):
         yield chunk
 
 
-_OVERRIDES = (
-    "goal",
-    "seed",
-    "max_tokens",
-    "temperature",
-    "beta",
-    "guidance",
-    "repetition_penalty",
-    "no_repeat_ngram_size",
-)
-
-
-def _default_value(llm: IVGChatModel, mode: str, goal: dict[str, float] | None) -> Any:
+def _default_value(llm: IVGChatModel, mode: str, goal: dict[str, float] | None) -> ValueFunction:
     """The chunk value: ``llm.value``, else the goal's built-in scorers with R(G, r)."""
-    from hia_chain.local.values import ScorerValue
     from hia_chain.scorers.text import builtin_scorers
 
     if llm.value is not None:
@@ -295,13 +267,9 @@ def _default_value(llm: IVGChatModel, mode: str, goal: dict[str, float] | None) 
 
 def _guide(
     llm: IVGChatModel, conv: list[dict[str, str]], goal: dict[str, float] | None, beta: float
-) -> tuple[Any, str | None, int]:
+) -> tuple[Guidance, str | None, int]:
     """Prefilled guide streams: ``(Guidance, guide system prompt, guide prompt tokens)``."""
-    from hia_chain.local._decode import Guidance
-    from hia_chain.local._hf_adapter import CausalStream, chat_ids, logits_width, pad_token_id
-    from hia_chain.local.guidance import check_shared_vocabulary
-
-    model, tok = llm._resolve()
+    model, tok = llm.load_weights()
     if llm.tuned_model is not None:  # an explicit (tuned, reference) pair
         guide_tok = llm.guide_tokenizer or tok
         width = min(logits_width(llm.tuned_model), logits_width(llm.reference_model))
@@ -325,35 +293,24 @@ def _guide(
     return Guidance([tuned], None, beta), system, len(ids)  # the base is the reference
 
 
-def _run_ivg(
-    llm: IVGChatModel, messages: list[BaseMessage], kwargs: dict[str, Any]
-) -> tuple[Any, dict[str, Any]]:
+def _search(
+    llm: IVGChatModel,
+    messages: list[BaseMessage],
+    settings: DecodeSettings,
+    mode: str,
+    beta: float,
+    goal: dict[str, float] | None,
+    seed: int | None,
+) -> tuple[BeamResult, dict[str, Any]]:
     """Build the streams and the value function for one call, then search."""
-    import torch
-
-    from hia_chain.local._beam import chunk_beam_search
-    from hia_chain.local._hf_adapter import (
-        CausalStream,
-        chat_ids,
-        eos_token_ids,
-        logits_width,
-        model_device,
-        pad_token_id,
-        real_vocab_size,
-    )
-    from hia_chain.local.guidance import sampling_processors
-
-    opts = {k: kwargs[k] if kwargs.get(k) is not None else getattr(llm, k) for k in _OVERRIDES}
-    mode, beta, temperature = opts["guidance"], float(opts["beta"]), float(opts["temperature"])
-    if mode not in ("none", "token", "chunk", "both") or not math.isfinite(beta):
-        msg = f"`guidance` must be none, token, chunk or both and `beta` finite; got {mode!r}, {beta}."
-        raise ConfigError(msg)
-    repetition_processors(opts["repetition_penalty"], opts["no_repeat_ngram_size"])  # validates
-    goal = validate_goal(llm._objectives(), opts["goal"]) if opts["goal"] else None
-    model, tok = llm._resolve()
+    model, tok = llm.load_weights()
     conv = conversation(messages)
     prompt = next((m.text for m in reversed(messages) if m.type == "human"), "")
     chunked, token = mode in ("chunk", "both"), mode in ("token", "both")
+    if not chunked:  # one row to the end: nothing to select between
+        settings = dataclasses.replace(
+            settings, beam_width=1, successors_per_beam=1, chunk_tokens=None
+        )
     value = _default_value(llm, mode, goal) if chunked else None
     pad, vocab = pad_token_id(tok), real_vocab_size(tok)
     if logits_width(model) < vocab:
@@ -365,39 +322,29 @@ def _run_ivg(
     if token or getattr(value, "needs_implicit", False):
         guidance, system, guide_tokens = _guide(llm, conv, goal, beta if token else 0.0)
     base_ids = chat_ids(tok, conv)
-    generator = torch.Generator(device=model_device(model))
-    seed = int(opts["seed"]) if opts["seed"] is not None else int(generator.seed())
-    generator.manual_seed(seed)
-    shape = (llm.beam_width, llm.successors_per_beam, llm.chunk_tokens) if chunked else (1, 1, None)
+    generator, seed = seeded_generator(model_device(model), seed)
     result = chunk_beam_search(
         CausalStream.prefill(model, [base_ids], pad),
         guidance,
         value,
+        settings,
         prompt=prompt,
         decode=lambda ids: tok.decode(list(ids), skip_special_tokens=True),
-        beam_width=shape[0],
-        successors_per_beam=shape[1],
-        chunk_tokens=shape[2],
-        max_new_tokens=int(opts["max_tokens"]),
-        processors=sampling_processors(temperature, llm.top_k, llm.top_p),
         vocab_size=vocab,
         eos_ids=eos_token_ids(tok, model),
         pad_id=pad,
         generator=generator,
-        sample=temperature > 0,
-        repetition_penalty=opts["repetition_penalty"],
-        no_repeat_ngram_size=opts["no_repeat_ngram_size"],
     )
     trace = {
         "guidance": mode,
         "beta": beta if token else None,
         "goal": goal,
         "seed": seed,
-        "beam_width": shape[0],
-        "successors_per_beam": shape[1],
-        "chunk_tokens": shape[2],
-        "repetition_penalty": opts["repetition_penalty"],
-        "no_repeat_ngram_size": opts["no_repeat_ngram_size"],
+        "beam_width": settings.beam_width,
+        "successors_per_beam": settings.successors_per_beam,
+        "chunk_tokens": settings.chunk_tokens,
+        "repetition_penalty": settings.repetition_penalty,
+        "no_repeat_ngram_size": settings.no_repeat_ngram_size,
         "value": value.name if value is not None else None,
         "guide_system_prompt": system,
         "input_tokens": len(base_ids),

@@ -24,7 +24,7 @@ import httpx
 
 from hia_chain.errors import LocalExtraMissingError
 
-__all__ = ["ServedModel", "free_port", "serve_model"]
+__all__ = ["ServedModel", "free_port", "log_tail", "serve_model", "wait_until_healthy"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +51,50 @@ class ServedModel:
         return None
 
     def log_tail(self, chars: int = 4000) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-chars:]
+        """The last ``chars`` characters of the server's log."""
+        return log_tail(self.log_path, chars)
+
+
+def log_tail(path: Path, chars: int = 4000) -> str:
+    """The last ``chars`` characters of a child server's log ('' before it exists)."""
+    return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+def wait_until_healthy(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    log_path: Path,
+    what: str,
+    poll: float = 0.5,
+) -> None:
+    """Return once GET ``url`` answers 200.
+
+    Args:
+        proc: the child server process.
+        url: its health endpoint.
+        timeout: seconds to wait.
+        log_path: the child's log, quoted in the error.
+        what: names the server in the error.
+        poll: seconds between tries.
+
+    Raises:
+        RuntimeError: ``proc`` exited first, or ``timeout`` seconds passed (with the log's tail).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            msg = f"{what} exited with {proc.returncode}:\n{log_tail(log_path)}"
+            raise RuntimeError(msg)
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            msg = f"{what} did not answer within {timeout:g} s:\n{log_tail(log_path)}"
+            raise RuntimeError(msg)
+        time.sleep(poll)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -117,7 +159,8 @@ def serve_model(
         base_url=f"http://{host}:{port}/v1", model=str(folder), log_path=log_path, pid=proc.pid
     )
     try:
-        _wait_ready(proc, f"http://{host}:{port}/health", startup_timeout, served)
+        health = f"http://{host}:{port}/health"
+        wait_until_healthy(proc, health, startup_timeout, log_path, "transformers serve")
         logger.info("transformers serve ready at %s", served.base_url)
         yield served
     finally:
@@ -128,21 +171,3 @@ def serve_model(
             proc.kill()
             proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _wait_ready(
-    proc: subprocess.Popen[bytes], url: str, timeout: float, served: ServedModel
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            msg = f"transformers serve exited with {proc.returncode}:\n{served.log_tail()}"
-            raise RuntimeError(msg)
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    msg = f"transformers serve did not answer within {timeout:.0f} s:\n{served.log_tail()}"
-    raise RuntimeError(msg)

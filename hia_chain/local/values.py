@@ -21,26 +21,28 @@ streams (a tuned/reference pair) to be present.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import anyio
-
-from hia_chain.errors import ConfigError, LocalExtraMissingError, RewardModelError
+from hia_chain.asyncutil import run_sync
+from hia_chain.errors import ConfigError, RewardModelError
 from hia_chain.goals import Objective, RewardName, get_reward_function, validate_goal
-from hia_chain.local._hf_adapter import chat_ids, left_pad, model_device, pad_token_id
-from hia_chain.scorers.base import ReferenceScorer
+from hia_chain.local._extra import require_torch
+from hia_chain.local.hf_adapter import (
+    chat_ids,
+    left_pad,
+    model_device,
+    pad_token_id,
+    positions_from_mask,
+)
+from hia_chain.scorers.base import ReferenceScorer, score_responses
 
-try:
-    import torch
-    from torch import nn
-except ImportError as exc:  # the [local] extra is not installed
-    msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
-    raise LocalExtraMissingError(msg) from exc
+require_torch()
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 __all__ = [
     "ImplicitValue",
@@ -51,8 +53,6 @@ __all__ = [
     "ValueHead",
     "prefix_features",
 ]
-
-T = TypeVar("T")
 
 
 class ValueFunction(ABC):
@@ -74,26 +74,6 @@ class ValueFunction(ABC):
             implicit: per row, Σ_t Σ_j log π_tuned_j − log π_ref accumulated by the decoder,
                 or ``None`` when no guide streams ran.
         """
-
-
-def run_coroutine(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run an async scorer from synchronous decoding code, with or without a running loop.
-
-    Decoding runs in a worker thread (``ainvoke``) or the caller's thread (``invoke``). With no
-    loop in this thread a fresh one runs the coroutine; if a loop is running here (a sync call
-    made from async code, Jupyter), a helper thread runs it, since blocking that loop with
-    ``run_until_complete`` is impossible.
-    """
-
-    async def main() -> T:
-        return await factory()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return anyio.run(main)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(anyio.run, main).result()
 
 
 def _check(values: Sequence[float], expected: int, source: str) -> list[float]:
@@ -140,17 +120,8 @@ class ScorerValue(ValueFunction):
 
     def measure(self, prompt: str, texts: Sequence[str]) -> list[dict[str, float]]:
         """Every scorer's scores per text, merged into one dict per text."""
-
-        async def gather() -> list[dict[str, float]]:
-            merged: list[dict[str, float]] = [{} for _ in texts]
-            for scorer in self.scorers:
-                for row, scores in zip(
-                    merged, await scorer.ascore(prompt, list(texts)), strict=True
-                ):
-                    row.update(scores)
-            return merged
-
-        return run_coroutine(gather)
+        merged = run_sync(lambda: score_responses(self.scorers, prompt, list(texts)))
+        return [row or {} for row in merged.rows]  # rows are None only when a budget ran out
 
     def __call__(
         self, prompt: str, texts: Sequence[str], *, implicit: Sequence[float] | None = None
@@ -199,7 +170,7 @@ class SequenceClassifierValue(ValueFunction):
                 for t in texts[start : start + self.batch_size]
             ]
             ids, mask = left_pad(rows, pad, model_device(self.model))
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            positions = positions_from_mask(mask)
             logits = self.model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
             out.extend(logits[:, self.label].float().tolist())
         return _check(out, len(texts), self.name)
@@ -211,6 +182,9 @@ class ValueHead(nn.Module):
     Features are standardised with the training set's mean and std (stored as buffers), so the
     head is one ``nn.Linear`` on well-scaled inputs.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, hidden_size: int, meta: Mapping[str, Any] | None = None) -> None:
         super().__init__()
@@ -242,7 +216,7 @@ def prefix_features(
             _prompt_and_response(tokenizer, prompt, t) for t in texts[start : start + batch_size]
         ]
         ids, mask = left_pad(rows, pad, model_device(model))
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        positions = positions_from_mask(mask)
         out = model(
             input_ids=ids, attention_mask=mask, position_ids=positions, output_hidden_states=True
         )

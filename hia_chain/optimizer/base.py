@@ -55,6 +55,12 @@ class Proposal:
     prompt: str
     origin: str
     meta: Mapping[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    """An instruction to send as a system message; the user's prompt then goes unchanged
+    (``prompt`` is the original). ``None``: everything is in ``prompt``."""
+    max_tokens: int | None = None
+    """An output cap for this candidate's call; the search clips it to the request's own
+    bound. ``None``: the request's bound."""
 
 
 class PromptOptimizer(ABC):

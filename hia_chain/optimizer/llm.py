@@ -76,14 +76,10 @@ class LLMPromptOptimizer(PromptOptimizer):
     async def apropose(
         self, request: OptimizeRequest, context: RunContext | None = None
     ) -> list[Proposal]:
-        inputs = {
-            "context": reward_context(request),
-            "prompt": request.prompt,
-            "feedback": _feedback(request),
-            "n": request.n,
-        }
+        reward, feedback = reward_context(request), _feedback(request)
+        inputs = {"context": reward, "prompt": request.prompt, "feedback": feedback, "n": request.n}
         context = context or RunContext()
-        text = request.prompt + _SYSTEM + _HUMAN + inputs["context"] + inputs["feedback"]
+        text = request.prompt + _SYSTEM + _HUMAN + reward + feedback
         message = await call_model(
             context,
             "optimizer",

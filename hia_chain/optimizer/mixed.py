@@ -38,10 +38,13 @@ class MixedOptimizer(PromptOptimizer):
             for i, opt in enumerate(self.optimizers):
                 tg.start_soon(run, i, opt)
         out: list[Proposal] = []
-        seen: set[str] = set()
+        seen: set[tuple[str, str | None, int | None]] = set()
         for row in range(max(map(len, results))):
             for proposals in results:
-                if row < len(proposals) and proposals[row].prompt not in seen:
-                    seen.add(proposals[row].prompt)
-                    out.append(proposals[row])
+                if row >= len(proposals):
+                    continue
+                p = proposals[row]
+                if (key := (p.prompt, p.system, p.max_tokens)) not in seen:
+                    seen.add(key)
+                    out.append(p)
         return out[: request.n]

@@ -11,9 +11,11 @@ Sentence embeddings for :class:`SentenceEmbeddingFeaturizer` load lazily (``[emb
 """
 
 from hia_chain.scorers.base import Heuristic as Heuristic
+from hia_chain.scorers.base import MergedScores as MergedScores
 from hia_chain.scorers.base import Prediction as Prediction
 from hia_chain.scorers.base import ReferenceScorer as ReferenceScorer
 from hia_chain.scorers.base import check_batch as check_batch
+from hia_chain.scorers.base import score_responses as score_responses
 from hia_chain.scorers.draft import DraftHeuristic as DraftHeuristic
 from hia_chain.scorers.function import FunctionHeuristic as FunctionHeuristic
 from hia_chain.scorers.function import FunctionScorer as FunctionScorer
@@ -48,6 +50,7 @@ __all__ = [
     "InstructionHeuristic",
     "LLMJudgeScorer",
     "LearnedHeuristic",
+    "MergedScores",
     "Observation",
     "ObservationStore",
     "Prediction",
@@ -58,4 +61,5 @@ __all__ = [
     "builtin_scorer",
     "builtin_scorers",
     "check_batch",
+    "score_responses",
 ]

@@ -23,7 +23,7 @@ from hia_chain.calls import bound_for, call_model
 from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError, ConfigError, RewardModelError
 from hia_chain.goals import Objective
-from hia_chain.scorers.base import Heuristic, Prediction, ReferenceScorer, check_batch
+from hia_chain.scorers.base import Heuristic, Prediction, ReferenceScorer, score_responses
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
 
 __all__ = ["DraftHeuristic"]
@@ -52,9 +52,10 @@ class DraftHeuristic(Heuristic):
     Budget: with a ``context``, every draft reserves one ``"draft"`` call before the batch is
     sent and is settled with its reply's ``usage_metadata``. When the draft budget cannot pay
     for every candidate, the first ones (the optimizer's order; the original comes first) are
-    drafted and the rest get the mean of the drafted predictions with an uncertainty of half
-    the scale, so the search can still rank them but knows it is guessing. With no draft
-    affordable at all, every candidate gets the scale midpoint with that uncertainty.
+    drafted and the rest (and any draft a judge's budget could not grade) get the mean of the
+    drafted predictions with an uncertainty of half the scale, so the search can still rank
+    them but knows it is guessing. With no draft affordable at all, every candidate gets the
+    scale midpoint with that uncertainty.
 
     Uncertainty (std-dev, as a share of each objective's span): ``draft_std`` for a complete
     draft; ``2 * draft_std`` for a draft cut at ``max_tokens`` (``finish_reason`` "length" or
@@ -181,30 +182,26 @@ class DraftHeuristic(Heuristic):
             msg = f"DraftHeuristic has no scorer for objective(s) {missing}; its scorers produce {have}. Add a scorer for them."
             raise ConfigError(msg)
         requested = list(dict.fromkeys(candidates))
-        drafted = await self._draft(requested, context)
-        unique = [p for p, r in zip(requested, drafted, strict=True) if r is not None]
-        replies = [r for r in drafted if r is not None]
-        drafts = [reply.text for reply in replies]
-        merged: list[dict[str, float]] = [{} for _ in drafts]
-        if drafts:
-            for scorer in self.scorers:
-                wanted = [n for n in scorer.objectives if n in names and n not in merged[0]]
-                if not wanted:
-                    continue
-                results = await scorer.ascore(original, drafts, context)
-                source = f"DraftHeuristic scorer {type(scorer).__name__}"
-                for row, scores in zip(
-                    merged, check_batch(results, len(drafts), wanted, source=source), strict=True
-                ):
-                    row.update(scores)
+        drafted = [
+            (p, r)
+            for p, r in zip(requested, await self._draft(requested, context), strict=True)
+            if r is not None
+        ]
+        scored = await score_responses(
+            self.scorers, original, [r.text for _, r in drafted], names, context
+        )
         spans = {n: self._scale(n) for n in names}
         by_prompt: dict[str, Prediction] = {}
-        for prompt, reply, scores in zip(unique, replies, merged, strict=False):
+        rows = []
+        for (prompt, reply), scores in zip(drafted, scored.rows, strict=True):
+            if scores is None:  # a judge's budget ran out before it graded this draft
+                continue
+            rows.append(scores)
             factor = 2.0 if is_truncated(reply, self.max_tokens) else 1.0
             unc = {n: factor * self.draft_std * (spans[n][1] - spans[n][0]) for n in names}
             by_prompt[prompt] = Prediction(scores=scores, uncertainty=unc)
-        if merged:
-            fill = {n: sum(row[n] for row in merged) / len(merged) for n in names}
+        if rows:
+            fill = {n: sum(row[n] for row in rows) / len(rows) for n in names}
         else:
             fill = {n: (lo + hi) / 2 for n, (lo, hi) in spans.items()}
         guess = Prediction(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from langchain_core.runnables import Runnable
 
@@ -40,6 +40,9 @@ HeuristicFn: TypeAlias = (
 or a Runnable taking ``{"original": ..., "candidate": ...}``."""
 
 
+_F = TypeVar("_F")
+
+
 def _names(objectives: Sequence[str | Objective], field: str) -> tuple[str, ...]:
     names = tuple(o.name if isinstance(o, Objective) else o for o in objectives)
     if not names or not all(isinstance(n, str) and n for n in names):
@@ -49,6 +52,13 @@ def _names(objectives: Sequence[str | Objective], field: str) -> tuple[str, ...]
         msg = f"`{field}` has duplicate names {list(names)}; give each objective once."
         raise ConfigError(msg)
     return names
+
+
+def _check_fn(fn: _F) -> _F:
+    if not callable(fn) and not isinstance(fn, Runnable):
+        msg = f"`fn` must be a callable or a Runnable, got {type(fn).__name__}."
+        raise ConfigError(msg)
+    return fn
 
 
 def _check_concurrency(value: int) -> int:
@@ -107,10 +117,7 @@ class FunctionScorer(ReferenceScorer):
         max_concurrency: int = 8,
         model_calls_per_item: int = 0,
     ) -> None:
-        if not callable(fn) and not isinstance(fn, Runnable):
-            msg = f"`fn` must be a callable or a Runnable, got {type(fn).__name__}."
-            raise ConfigError(msg)
-        self.fn = fn
+        self.fn = _check_fn(fn)
         self.objectives = _names(objectives, "objectives")
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.max_concurrency = _check_concurrency(max_concurrency)
@@ -167,10 +174,7 @@ class FunctionHeuristic(Heuristic):
         observe: Callable[[str, str, Mapping[str, float]], None] | None = None,
         model_calls_per_item: int = 0,
     ) -> None:
-        if not callable(fn) and not isinstance(fn, Runnable):
-            msg = f"`fn` must be a callable or a Runnable, got {type(fn).__name__}."
-            raise ConfigError(msg)
-        self.fn = fn
+        self.fn = _check_fn(fn)
         self.name = name
         self.max_concurrency = _check_concurrency(max_concurrency)
         self._observe = observe

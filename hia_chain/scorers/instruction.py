@@ -3,7 +3,9 @@
 If a candidate contains a known instruction phrase for an objective (the ones the template
 optimizer composes, e.g. "Answer in one short sentence." for verbosity 0), it predicts the
 level that phrase aims at; otherwise it predicts ``prior`` (what the model does unprompted,
-the scale's midpoint by default). Crude on its own: models miss targets systematically.
+the scale's midpoint by default). A candidate sent with an output cap cannot be longer than
+the cap allows, so its verbosity prediction is at most the cap's level (about 0.75 words per
+token). Crude on its own: models miss targets systematically.
 That is what :class:`~hia_chain.scorers.learned.LearnedHeuristic` corrects when it uses this
 as its prior and learns the model's actual response to each instruction online.
 """
@@ -14,10 +16,14 @@ from collections.abc import Mapping, Sequence
 
 from hia_chain.context import RunContext
 from hia_chain.goals import Objective
-from hia_chain.instructions import PHRASES, added_text
+from hia_chain.instructions import PHRASES, added_text, output_cap
 from hia_chain.scorers.base import Heuristic, Prediction
+from hia_chain.scorers.text import VerbosityScorer
 
 __all__ = ["InstructionHeuristic"]
+
+WORDS_PER_TOKEN = 0.75
+"""English words per token of a BPE tokenizer, to turn an output cap into a length."""
 
 
 class InstructionHeuristic(Heuristic):
@@ -52,8 +58,13 @@ class InstructionHeuristic(Heuristic):
         ]
         if levels:
             grid = sum(levels) / len(levels)
-            return lo + (hi - lo) * grid / 4, (hi - lo) / 8
-        return self.prior.get(name, (lo + hi) / 2), (hi - lo) / 4
+            mean, spread = lo + (hi - lo) * grid / 4, (hi - lo) / 8
+        else:
+            mean, spread = self.prior.get(name, (lo + hi) / 2), (hi - lo) / 4
+        cap = output_cap(candidate)
+        if name == "verbosity" and cap is not None:
+            mean = min(mean, VerbosityScorer(low=lo, high=hi).level(WORDS_PER_TOKEN * cap))
+        return mean, spread
 
     async def apredict(
         self,

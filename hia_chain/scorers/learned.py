@@ -53,6 +53,7 @@ from hia_chain.context import RunContext
 from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective, validate_scores
 from hia_chain.instructions import added_text
+from hia_chain.jsonfile import read_json
 from hia_chain.scorers._features import Featurizer, HashingFeaturizer, SentenceEmbeddingFeaturizer
 from hia_chain.scorers.base import Heuristic, Prediction, check_batch
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
@@ -68,6 +69,7 @@ __all__ = [
 ]
 
 _STATE_FORMAT = "hia_chain.learned/1"
+_FROM_CALIBRATE = "pass a file written by `hia-chain calibrate`."
 
 
 @dataclass(frozen=True)
@@ -378,16 +380,9 @@ class LearnedHeuristic(Heuristic):
         Raises:
             ConfigError: the file is missing, not JSON, or not a learned-heuristic state.
         """
-        try:
-            state = json.loads(Path(path).read_text())
-        except OSError as e:
-            msg = f"Cannot read the learned-heuristic state {path}: {e.strerror}."
-            raise ConfigError(msg) from e
-        except json.JSONDecodeError as e:
-            msg = f"{path} is not JSON ({e.msg}): pass a file written by `hia-chain calibrate`."
-            raise ConfigError(msg) from e
+        state = read_json(path, "the learned-heuristic state", fix=_FROM_CALIBRATE)
         if not isinstance(state, dict):
-            msg = f"{path} is not a learned-heuristic state: pass a file written by `hia-chain calibrate`."
+            msg = f"{path} is not a learned-heuristic state: {_FROM_CALIBRATE}"
             raise ConfigError(msg)
         kwargs.setdefault("max_observations", max(256, len(state.get("observations") or ())))
         heuristic = cls(**kwargs)

@@ -179,7 +179,10 @@ class VerbosityScorer(_TextMetricScorer):
 
     def score_text(self, text: str) -> float:
         """Verbosity of one response on [low, high]."""
-        words = count_words(text)
+        return self.level(count_words(text))
+
+    def level(self, words: float) -> float:
+        """Verbosity of an answer of ``words`` words on [low, high]."""
         if words <= 0:
             return self.low
         return _interp(math.log(words), self._log_anchors, self.low, self.high)

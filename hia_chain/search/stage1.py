@@ -21,38 +21,75 @@ from hia_chain.search.types import Candidate, FilterName
 __all__ = ["near_duplicate", "select"]
 
 _WORD = re.compile(r"\w+")
+_THRESHOLD = 0.95
 
 
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def near_duplicate(original: str, a: str, b: str, threshold: float = 0.95) -> bool:
+class _Change:
+    """What a candidate adds to the original, computed once, compared to many.
+
+    The words a candidate adds (and its whole prompt's words when it adds none), with a
+    matcher holding their index, so comparing a new candidate against every kept one costs a
+    cheap bound (lengths, shared words) per pair and a full diff only for likely duplicates.
+    """
+
+    def __init__(
+        self, original: str, prompt: str, how: tuple[bool, int | None] = (False, None)
+    ) -> None:
+        self.added = _words(added_text(original, prompt))
+        self.whole = [] if self.added else _words(prompt)
+        self.how = how
+        self._matcher = difflib.SequenceMatcher(b=self.added, autojunk=False)
+
+    @classmethod
+    def of(cls, original: str, c: Candidate) -> _Change:
+        """A candidate's change; variants sent differently (placement, output cap) are never
+        repeats of each other, however alike their texts."""
+        return cls(original, c.text, (c.system is not None, c.max_tokens))
+
+    def repeats(self, earlier: _Change, threshold: float = _THRESHOLD) -> bool:
+        """Whether this change repeats ``earlier`` (see :func:`near_duplicate`)."""
+        if self.how != earlier.how:
+            return False
+        if not self.added or not earlier.added:
+            return self.added == earlier.added and self.whole == earlier.whole
+        m = earlier._matcher
+        m.set_seq1(self.added)
+        return (
+            m.real_quick_ratio() >= threshold
+            and m.quick_ratio() >= threshold
+            and m.ratio() >= threshold
+        )
+
+
+def near_duplicate(original: str, a: str, b: str, threshold: float = _THRESHOLD) -> bool:
     """Whether two candidates make the same change to ``original``.
 
     Compares what each adds to the original, in order, up to case and punctuation: on whole
     prompts, a short instruction added to a long request would look like a duplicate of the
     request itself, and "concise, not verbose" like "verbose, not concise".
     """
-    wa, wb = _words(added_text(original, a)), _words(added_text(original, b))
-    if not wa or not wb:
-        return wa == wb and _words(a) == _words(b)
-    return difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).ratio() >= threshold
+    return _Change(original, a).repeats(_Change(original, b), threshold)
 
 
 def validate(original: str, fresh: Sequence[Candidate], seen: Sequence[Candidate]) -> None:
     """Mark junk rewrites and repeats of an earlier candidate as rejected."""
-    kept: list[Candidate] = [c for c in seen if c.rejected is None]
+    kept = [_Change.of(original, c) for c in seen if c.rejected is None]
     for c in fresh:
         problem = (
-            None if c.origin in ("original", "resample") else rewrite_problem(original, c.prompt)
+            None if c.origin in ("original", "resample") else rewrite_problem(original, c.text)
         )
         if problem is not None:
             c.rejected = problem
-        elif any(near_duplicate(original, c.prompt, k.prompt) for k in kept):
+            continue
+        change = _Change.of(original, c)
+        if any(change.repeats(k) for k in kept):
             c.rejected = "near-duplicate of an earlier candidate"
         else:
-            kept.append(c)
+            kept.append(change)
 
 
 async def select(
@@ -80,7 +117,7 @@ async def select(
         msg = "filter='heuristic' needs a heuristic scorer."
         raise ValueError(msg)
     names = [o.name for o in objectives if o.name in goal]
-    predictions = await heuristic.apredict(original, [c.prompt for c in pool], names, context)
+    predictions = await heuristic.apredict(original, [c.text for c in pool], names, context)
     scores = check_batch(
         [p.scores for p in predictions], len(pool), names, source=f"heuristic {heuristic.name!r}"
     )

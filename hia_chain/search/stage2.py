@@ -12,25 +12,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import anyio
 
 from hia_chain.budget import BaseBudget
 from hia_chain.calls import Outcome, TokenBound, bound_for, call
-from hia_chain.context import RunContext
+from hia_chain.context import RunContext, text_bytes
 from hia_chain.errors import BudgetExceededError
-from hia_chain.goals import RewardFunction, validate_scores
+from hia_chain.goals import RewardFunction
 from hia_chain.retry import is_transient
-from hia_chain.scorers.base import ReferenceScorer, check_batch
-from hia_chain.search.types import Candidate, Responder, Response, SearchSettings
+from hia_chain.scorers import ReferenceScorer, score_responses
+from hia_chain.search.types import Candidate, Request, Responder, Response, SearchSettings
 
-__all__ = ["SendOutcome", "measure", "pool_can_pay", "response_bound", "send"]
+__all__ = ["SendOutcome", "can_pay", "measure", "pool_can_pay", "response_bound", "send"]
 
 
-def response_bound(prompt: str, settings: SearchSettings, context: RunContext) -> TokenBound | None:
-    """Token bounds of one response call for ``prompt``; ``None`` when output is unbounded."""
-    return bound_for(prompt, settings.max_tokens, context.fixed_input_chars)
+_SYSTEM_MESSAGE_CHARS = 16
+"""Allowance for a system message's own framing (as for every other message sent)."""
+
+
+def response_bound(
+    request: Request, settings: SearchSettings, context: RunContext
+) -> TokenBound | None:
+    """Token bounds of one response call sending ``request``: its prompt, its system
+    instruction and everything else sent; its own output cap, else the request's.
+    ``None`` when output is unbounded."""
+    extra = context.fixed_input_chars
+    if request.system is not None:
+        extra += text_bytes(request.system) + _SYSTEM_MESSAGE_CHARS
+    cap = settings.max_tokens if request.max_tokens is None else request.max_tokens
+    return bound_for(request.prompt, cap, extra)
 
 
 async def _send_one(
@@ -50,13 +61,13 @@ async def _send_one(
         c.outcomes.append(outcome if exc is None else f"{outcome}: {type(exc).__name__}")
 
     async def one() -> Response:
-        return await respond(c.prompt)
+        return await respond(c.request)
 
     c.response = await call(
         context,
         "response",
         one,
-        bound=response_bound(c.prompt, settings, context),
+        bound=response_bound(c.request, settings, context),
         retries=settings.max_retries,
         usage=lambda r: (r.input_tokens, r.output_tokens),
         record=record,
@@ -66,19 +77,22 @@ async def _send_one(
         c.error = "EmptyAnswer: the response model returned no text."
 
 
-async def pool_can_pay(budget: BaseBudget, bound: TokenBound | None) -> bool:
-    """Whether the shared pool above ``budget`` (if any) could pay for one more call now."""
-    if budget.parent is None:
-        return True
-    probe = await budget.parent.areserve(
+async def can_pay(budget: BaseBudget, bound: TokenBound | None) -> bool:
+    """Whether ``budget`` could pay for one more response call now (reserved, given back)."""
+    probe = await budget.areserve(
         "response",
         tokens=None if bound is None else bound.total,
         output_tokens=None if bound is None else bound.output,
     )
     if probe is None:
         return False
-    await budget.parent.arelease(probe)
+    await budget.arelease(probe)
     return True
+
+
+async def pool_can_pay(budget: BaseBudget, bound: TokenBound | None) -> bool:
+    """Whether the shared pool above ``budget`` (if any) could pay for one more call now."""
+    return budget.parent is None or await can_pay(budget.parent, bound)
 
 
 @dataclass
@@ -110,7 +124,7 @@ async def send(
             except BudgetExceededError as exc:
                 # Only a shared pool refusing is "exhausted"; the request's own cap being
                 # used up (e.g. by retries of other candidates) is the plan working.
-                bound = response_bound(c.prompt, settings, context)
+                bound = response_bound(c.request, settings, context)
                 outcome.exhausted |= not await pool_can_pay(context.budget, bound)
                 c.error = f"BudgetExceededError: {exc}"
             except Exception as exc:
@@ -144,28 +158,9 @@ async def measure(
     if not done:
         return None
     texts = [c.response.text for c in done if c.response is not None]
-    merged: list[dict[str, float] | None] = [{} for _ in done]
-    stopped = None
-    for scorer in scorers:
-        wanted = [n for n in scorer.objectives if n in goal]
-        if not wanted:
-            continue
-        source = type(scorer).__name__
-        try:
-            results: list[Any] = check_batch(
-                await scorer.ascore(original, texts, context), len(done), wanted, source=source
-            )
-        except BudgetExceededError as exc:
-            stopped = str(exc)
-            results = exc.partial or [None] * len(done)
-        for i, scores in enumerate(results):
-            row = merged[i]
-            if row is not None and scores is not None:
-                row.update(validate_scores(scores, wanted, source=source))
-            else:
-                merged[i] = None  # one scorer could not grade it: not measured
-    for c, scores in zip(done, merged, strict=True):
+    scored = await score_responses(scorers, original, texts, goal, context)
+    for c, scores in zip(done, scored.rows, strict=True):
         if scores is not None:
             c.measured = scores
             c.reward = reward(goal, scores)
-    return stopped
+    return scored.stopped

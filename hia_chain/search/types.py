@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from hia_chain.errors import ConfigError
+from hia_chain.goals import REWARD_NAMES, RewardName
+from hia_chain.instructions import candidate_text
+from hia_chain.search.strategies import STRATEGIES, StopReason, Strategy
 
 __all__ = [
+    "FILTERS",
     "SEARCHES",
+    "SETTING_NAMES",
     "Candidate",
     "FilterName",
+    "Placement",
     "Plan",
+    "Request",
     "Responder",
     "Response",
     "SearchName",
@@ -22,8 +30,13 @@ __all__ = [
 ]
 
 SearchName = Literal["bon", "greedy", "beam", "sample"]
+"""A search kind; each has its :class:`~hia_chain.search.strategies.Strategy`."""
 FilterName = Literal["heuristic", "random", "order"]
-SEARCHES: tuple[SearchName, ...] = ("bon", "greedy", "beam", "sample")
+"""A stage-1 filter: ``heuristic`` is HIA, ``random`` and ``order`` the baselines."""
+SEARCHES: tuple[SearchName, ...] = get_args(SearchName)
+"""Every search kind, for choices (CLI, server) and validation."""
+FILTERS: tuple[FilterName, ...] = get_args(FilterName)
+"""Every stage-1 filter, for choices (CLI, server) and validation."""
 
 MAX_BUDGET = 1000
 """Most response calls one request may be given: each call is a candidate kept in memory,
@@ -32,7 +45,6 @@ MAX_CANDIDATES = 2000
 """Most candidate prompts proposed per round (``candidates_per_round``, ``beam_width``)."""
 MAX_CONCURRENCY = 1000
 """Most calls of one request in flight at once."""
-FILTERS: tuple[FilterName, ...] = ("heuristic", "random", "order")
 
 
 @dataclass(frozen=True)
@@ -57,8 +69,38 @@ class Response:
         )
 
 
-Responder = Callable[[str], Awaitable[Response]]
-"""Sends one prompt to the response model. The search owns budget and retries around it."""
+Placement = Literal["user", "system"]
+"""Where a candidate's instruction goes: in the user's turn, or in a system message."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one response call sends: the user's turn, and how the candidate differs.
+
+    A responder that sends whole conversations (``AlignedChatModel``) puts ``system`` first,
+    merged into the conversation's own system message if it has one.
+    """
+
+    prompt: str
+    """The user's turn: the original prompt, or a rewrite of it."""
+    system: str | None = None
+    """An instruction to send as a system message, before the user's turn."""
+    max_tokens: int | None = None
+    """This call's output cap (never above the request's ``max_tokens``); ``None``: the
+    request's own bound."""
+
+    def messages(self) -> list[dict[str, str]]:
+        """The call as role/content messages (OpenAI's shape; LangChain models take it)."""
+        turn = [{"role": "user", "content": self.prompt}]
+        return turn if self.system is None else [{"role": "system", "content": self.system}, *turn]
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the model call: ``max_tokens`` when this call is capped."""
+        return {} if self.max_tokens is None else {"max_tokens": self.max_tokens}
+
+
+Responder = Callable[[Request], Awaitable[Response]]
+"""Sends one request to the response model. The search owns budget and retries around it."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +119,13 @@ class SearchSettings:
     candidates_per_round: int | None = None
     """N, candidates proposed per round including the original; default max(8, 2K)."""
     beam_width: int = 2
-    reward: str = "euclidean"
+    """Beams of ``search="beam"``: calls per round, and how many of the best answers seed
+    the next round."""
+    reward: RewardName = "euclidean"
+    """R(G, r), how close scores are to the goal: ``euclidean``, ``max_error`` (the worst
+    objective) or ``goal_completion`` (how many objectives are within tolerance)."""
     seed: int | None = None
+    """Seeds the optimizer's proposals and the ``random`` filter; ``None``: unseeded."""
     max_concurrency: int = 8
     """Most response calls in flight at once for this request."""
     max_retries: int = 2
@@ -100,6 +147,9 @@ class SearchSettings:
             raise ConfigError(msg)
         if self.filter not in FILTERS:
             msg = f"`filter` must be one of {', '.join(FILTERS)}; got {self.filter!r}."
+            raise ConfigError(msg)
+        if self.reward not in REWARD_NAMES:
+            msg = f"`reward` must be one of {', '.join(REWARD_NAMES)}; got {self.reward!r}."
             raise ConfigError(msg)
         for name, low, optional in (
             ("budget", 1, False),
@@ -150,18 +200,19 @@ class SearchSettings:
             raise ConfigError(msg)
 
     @property
+    def strategy(self) -> Strategy:
+        """How this search kind spends its calls."""
+        return STRATEGIES[self.search]
+
+    @property
     def per_round(self) -> int:
         """K: response calls per round."""
-        if self.search in ("bon", "sample"):
-            return self.budget
-        if self.search == "greedy":
-            return 1
-        return min(self.beam_width, self.budget)
+        return self.strategy.per_round(self.budget, self.beam_width)
 
     @property
     def rounds(self) -> int:
-        k = self.per_round
-        return -(-self.budget // k)
+        """Rounds when every round sends its K calls (:attr:`Plan.rounds` is the most)."""
+        return -(-self.budget // self.per_round)
 
     @property
     def n(self) -> int:
@@ -171,15 +222,25 @@ class SearchSettings:
         return min(MAX_CANDIDATES, max(8, 2 * self.per_round))
 
 
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(SearchSettings))
+"""Every search setting: what a per-call keyword, a model field or a request may set."""
+
+
 @dataclass
 class Candidate:
     """One candidate prompt and everything that happened to it."""
 
     id: int
     prompt: str
+    """The user's turn as sent: the original, or the original with an instruction added."""
     origin: str
     round: int
     meta: dict[str, Any] = field(default_factory=dict)
+    system: str | None = None
+    """An instruction sent as a system message (``prompt`` is then the original)."""
+    max_tokens: int | None = None
+    """This candidate's output cap, at most the request's ``max_tokens``; ``None``: the
+    request's own bound."""
     rejected: str | None = None
     """Why stage 1 refused it before ranking (duplicate, dropped the request)."""
     predicted: dict[str, float] | None = None
@@ -199,6 +260,26 @@ class Candidate:
     outcomes: list[str] = field(default_factory=list)
     """How each attempt was settled (``ok``, ``failed``, ``unknown``, ``released``)."""
 
+    @property
+    def placement(self) -> Placement:
+        """Where the instruction goes: the user's turn or a system message."""
+        return "user" if self.system is None else "system"
+
+    @property
+    def request(self) -> Request:
+        """What the response call sends."""
+        return Request(self.prompt, self.system, self.max_tokens)
+
+    @property
+    def text(self) -> str:
+        """The candidate as one text, for stage 1 and the heuristics: what it asks and how.
+
+        The user's turn when that is all it changes; a system instruction comes first as
+        ``System: ...`` and an output cap last, so a heuristic sees the instruction wherever
+        it is sent, and can tell the variants apart.
+        """
+        return candidate_text(self.prompt, self.system, self.max_tokens)
+
     def trace(self) -> dict[str, Any]:
         """JSON-friendly record for ``response_metadata`` and the CLI."""
         return {
@@ -206,6 +287,9 @@ class Candidate:
             "round": self.round,
             "origin": self.origin,
             "prompt": self.prompt,
+            "placement": self.placement,
+            "system": self.system,
+            "max_tokens": self.max_tokens,
             "rejected": self.rejected,
             "predicted": self.predicted,
             "uncertainty": self.uncertainty or None,
@@ -232,6 +316,7 @@ class Plan:
     draft_calls: int
     judge_calls: int
     rounds: int
+    """Rounds priced: the most a request can take (one call each), unless asked for fewer."""
     candidates_per_round: int
 
     def as_dict(self) -> dict[str, int | None]:
@@ -249,7 +334,9 @@ class SearchResult:
     usage: dict[str, dict[str, float | int]]
     rounds: int
     budget_exhausted: bool
-    stopped: str
+    stopped: StopReason
+    stop_detail: str | None = None
+    """The refusal's message when a budget stopped the search (``StopReason.REFUSED``)."""
 
     @property
     def calls(self) -> int:
@@ -266,7 +353,7 @@ class SearchResult:
             "calls": self.calls,
             "rounds": self.rounds,
             "budget_exhausted": self.budget_exhausted,
-            "stopped": self.stopped,
+            "stopped": self.stop_detail or self.stopped.value,
             "best": self.best.id,
             "reward": self.best.reward,
             "scores": self.best.measured,

@@ -11,36 +11,31 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackHandler, AsyncCallbackManager
 
-from hia_chain.budget import BaseBudget, Budget
+from hia_chain.budget import BaseBudget, Budget, completion_usage
 from hia_chain.context import RunContext
-from hia_chain.errors import ConfigError
+from hia_chain.factory import learned_heuristic
 from hia_chain.optimizer import TemplateOptimizer
-from hia_chain.scorers.instruction import InstructionHeuristic
 from hia_chain.scorers.learned import LearnedHeuristic, ObservationStore
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 from hia_chain.search import HIASearch, SearchResult, SearchSettings
-from hia_chain.search.types import Response
+from hia_chain.search.types import Request, Response
 from hia_chain.server.config import ServerConfig
 from hia_chain.server.errors import APIError
 from hia_chain.server.keys import KeySpec
 from hia_chain.server.models import ChatCompletion, ChatCompletionRequest, HIAOptions
-from hia_chain.server.upstream import Upstream, completion_text
+from hia_chain.server.upstream import Upstream, completion_text, openai_usage
 from hia_chain.trace import shape_trace
 
 __all__ = ["Aligner", "Progress", "aligned_message_index"]
-
-logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], Awaitable[None]]
 """Receives the search's progress events (``hia_proposed``, ``hia_round``, ...)."""
@@ -80,6 +75,21 @@ def _with_text(content: Any, text: str) -> Any:
     return out if placed else [{"type": "text", "text": text}, *out]
 
 
+def _with_system(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """``messages`` with ``text`` in the system message: after the caller's own instructions
+    when the conversation opens with one (string or parts), else in a new one put first (as
+    :class:`~hia_chain.AlignedChatModel` does)."""
+    first = messages[0] if messages else {}
+    if first.get("role") not in ("system", "developer"):
+        return [{"role": "system", "content": text}, *messages]
+    content = first.get("content")
+    if isinstance(content, list):
+        merged: Any = [*content, {"type": "text", "text": text}]
+    else:
+        merged = f"{content}\n\n{text}" if content else text
+    return [{**first, "content": merged}, *messages[1:]]
+
+
 class _Events(AsyncCallbackHandler):
     """Forwards the search's custom events to a :data:`Progress` callback."""
 
@@ -110,12 +120,8 @@ class Aligner:
         self.optimizer = TemplateOptimizer()
         self.store_factory = store_factory
         self._warm: dict[str, Any] | None = None
-        if config.heuristic_state:
-            try:
-                self._warm = json.loads(Path(config.heuristic_state).read_text())
-            except (OSError, json.JSONDecodeError) as e:
-                msg = f"Cannot read --heuristic-state {config.heuristic_state}: {e}."
-                raise ConfigError(msg) from e
+        if config.heuristic_state:  # read and checked once, before the first request
+            self._warm = LearnedHeuristic.load(config.heuristic_state).state_dict()
         self._heuristics: OrderedDict[str, LearnedHeuristic] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -127,9 +133,7 @@ class Aligner:
                 self._heuristics.move_to_end(scope)
                 return found
         store = self.store_factory(scope) if self.store_factory else None
-        made = LearnedHeuristic(
-            fallback=InstructionHeuristic(self.objectives), objectives=self.objectives, store=store
-        )
+        made = learned_heuristic(self.objectives, store=store)
         if self._warm is not None and made.n_observations == 0:
             made.load_state_dict(self._warm)
         with self._lock:
@@ -223,17 +227,23 @@ class Aligner:
             )
             context.run_manager = run
 
-        async def respond(candidate: str) -> Response:
+        async def respond(request: Request) -> Response:
             sent = dict(body)
             messages = list(body["messages"])
-            messages[index] = {**message, "content": _with_text(message.get("content"), candidate)}
-            sent["messages"] = messages
+            content = _with_text(message.get("content"), request.prompt)
+            messages[index] = {**message, "content": content}
+            sent["messages"] = (
+                messages if request.system is None else _with_system(messages, request.system)
+            )
+            if request.max_tokens is not None:  # the search keeps it within the request's bound
+                cap = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+                sent[cap] = request.max_tokens
             completion = await self.upstream.complete(sent)
-            usage = completion.get("usage") or {}
+            input_tokens, output_tokens = completion_usage(completion)
             return Response(
                 text=completion_text(completion),
-                input_tokens=usage.get("prompt_tokens"),
-                output_tokens=usage.get("completion_tokens"),
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
                 message=completion,
             )
 
@@ -251,8 +261,7 @@ class Aligner:
         usage = result.usage["response"]
         summed = None
         if usage["calls"] != usage["unreported_calls"]:
-            i, o = int(usage["input_tokens"]), int(usage["output_tokens"])
-            summed = {"prompt_tokens": i, "completion_tokens": o, "total_tokens": i + o}
+            summed = openai_usage(int(usage["input_tokens"]), int(usage["output_tokens"]))
         record = shape_trace(result.trace(), trace)
         return ChatCompletion(
             id=f"chatcmpl-hia-{uuid.uuid4().hex[:24]}",

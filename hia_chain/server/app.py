@@ -296,8 +296,8 @@ async def _dispatch(
             media_type="text/event-stream",
             headers=_SSE_HEADERS,
         )
-    completion = await run()
-    return JSONResponse(completion.model_dump(exclude_none=True))
+    aligned = await run()
+    return JSONResponse(aligned.model_dump(exclude_none=True))
 
 
 class _Timing:

@@ -14,6 +14,7 @@ import logging
 import re
 from typing import Any
 
+import openai
 from pydantic import ValidationError
 
 from hia_chain.errors import (
@@ -122,10 +123,6 @@ def from_exception(exc: BaseException, *, retry_after: float | None = None) -> A
 
 def _from_openai(exc: BaseException) -> APIError | None:
     """Errors of the ``openai`` upstream client: down → 502, timeout → 504, statuses mapped."""
-    try:
-        import openai
-    except ImportError:  # pragma: no cover - openai is a core dependency
-        return None
     if isinstance(exc, openai.APITimeoutError):
         return APIError(504, "The upstream model timed out.", type="upstream_timeout")
     if isinstance(exc, openai.APIConnectionError):

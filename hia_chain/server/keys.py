@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from hia_chain.budget import Price
 from hia_chain.errors import ConfigError
+from hia_chain.jsonfile import read_json
 from hia_chain.search.types import SearchName
 
 __all__ = ["KeyRing", "KeySpec", "PriceSpec"]
@@ -137,14 +137,7 @@ class KeyRing:
         Raises:
             ConfigError: unreadable, not JSON, or a bad entry (the message names it).
         """
-        try:
-            data = json.loads(Path(path).read_text())
-        except OSError as e:
-            msg = f"Cannot read the keys file {path}: {e.strerror}."
-            raise ConfigError(msg) from e
-        except json.JSONDecodeError as e:
-            msg = f"The keys file {path} is not JSON ({e.msg}, line {e.lineno})."
-            raise ConfigError(msg) from e
+        data = read_json(path, "the keys file")
         try:
             parsed = _KeysFile.model_validate(data)
         except ValidationError as e:

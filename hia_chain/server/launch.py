@@ -6,21 +6,19 @@ loopback port for the duration of a ``with`` block (scripts, notebooks, tests).
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from hia_chain.errors import ConfigError
-from hia_chain.local.serve import free_port
+from hia_chain.local.serve import free_port, log_tail, wait_until_healthy
 from hia_chain.server.config import ENV_CONFIG, ServerConfig
 
 __all__ = ["RunningServer", "running_server", "serve"]
@@ -46,7 +44,7 @@ def serve(config: ServerConfig) -> None:
         )
         raise ConfigError(msg)
     if config.redis_url is not None:
-        _check_redis(config.redis_url)
+        _check_redis()
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["loggers"]["hia_chain"] = {
         "handlers": ["default"],
@@ -69,12 +67,12 @@ def serve(config: ServerConfig) -> None:
     uvicorn.run("hia_chain.server.app:app_from_env", factory=True, workers=config.workers, **common)  # type: ignore[arg-type]
 
 
-def _check_redis(url: str) -> None:
-    try:
-        from hia_chain import RedisBudget, RedisObservationStore  # noqa: F401
-    except ImportError as exc:
-        msg = f"--redis-url needs the Redis parts of hia_chain: {exc}. pip install 'hia-chain[redis]'."
-        raise ConfigError(msg) from exc
+def _check_redis() -> None:
+    """Fail before binding when ``--redis-url`` is given without the Redis client, rather
+    than on the first request (the Redis budget imports it on first use)."""
+    if importlib.util.find_spec("redis") is None:
+        msg = "--redis-url needs the Redis client: pip install 'hia-chain[redis]'."
+        raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -87,8 +85,8 @@ class RunningServer:
     log_path: Path
 
     def log_tail(self, chars: int = 4000) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return text[-chars:]
+        """The last ``chars`` characters of the server's log."""
+        return log_tail(self.log_path, chars)
 
 
 @contextmanager
@@ -127,20 +125,8 @@ def running_server(
         )
     server = RunningServer(f"http://127.0.0.1:{port}/v1", proc.pid, log_path)
     try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if proc.poll() is not None:
-                msg = f"hia-chain serve exited with {proc.returncode}:\n{server.log_tail()}"
-                raise RuntimeError(msg)
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                msg = f"hia-chain serve did not answer within {startup_timeout:g} s:\n{server.log_tail()}"
-                raise RuntimeError(msg)
-            time.sleep(0.2)
+        health = f"http://127.0.0.1:{port}/health"
+        wait_until_healthy(proc, health, startup_timeout, log_path, "hia-chain serve", poll=0.2)
         yield server
     finally:
         if proc.poll() is None:

@@ -17,18 +17,13 @@ from typing import Any
 import anyio
 import openai
 
-from hia_chain.budget import BaseBudget, Budget, Reservation
+from hia_chain.budget import BaseBudget, Budget, Reservation, completion_usage
 from hia_chain.calls import bound_for, call
 from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError
 from hia_chain.server.upstream import Upstream
 
-__all__ = ["StreamedCall", "complete_once", "reported_usage"]
-
-
-def reported_usage(completion: dict[str, Any]) -> tuple[int | None, int | None]:
-    usage = completion.get("usage") or {}
-    return usage.get("prompt_tokens"), usage.get("completion_tokens")
+__all__ = ["StreamedCall", "complete_once"]
 
 
 def _bound(body: dict[str, Any], max_tokens: int | None) -> Any:
@@ -54,7 +49,7 @@ async def complete_once(
         "response",
         lambda: upstream.complete(body),
         bound=_bound(body, max_tokens),
-        usage=reported_usage,
+        usage=completion_usage,
     )
 
 
@@ -142,9 +137,8 @@ class StreamedCall:
                     await close()
 
     def _relay(self, chunk: dict[str, Any]) -> dict[str, Any] | None:
-        usage = chunk.get("usage")
-        if usage:
-            self.usage = (usage.get("prompt_tokens"), usage.get("completion_tokens"))
+        if chunk.get("usage"):
+            self.usage = completion_usage(chunk)
             if not self.wants_usage:
                 if not chunk.get("choices"):
                     return None

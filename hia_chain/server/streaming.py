@@ -86,7 +86,11 @@ def answer_chunks(completion: ChatCompletion, *, include_usage: bool) -> list[di
     if calls:
         delta["tool_calls"] = [{**c, "index": i} for i, c in enumerate(calls)]
     out = [{**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}]
-    finish = {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason") or "stop"}
+    finish: dict[str, Any] = {
+        "index": 0,
+        "delta": {},
+        "finish_reason": choice.get("finish_reason") or "stop",
+    }
     out.append({**base, "choices": [finish], "hia": completion.hia})
     if include_usage:
         usage = completion.usage.model_dump() if completion.usage else None

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from hia_chain.server.errors import APIError
 
-__all__ = ["LocalUpstream", "OpenAIUpstream", "Upstream", "completion_text"]
+__all__ = ["LocalUpstream", "OpenAIUpstream", "Upstream", "completion_text", "openai_usage"]
 
 
 class Upstream(Protocol):
@@ -52,6 +52,16 @@ def completion_text(completion: dict[str, Any]) -> str:
         return str(content)
     calls = message.get("tool_calls") or []
     return " ".join(str((c.get("function") or {}).get("arguments", "")) for c in calls)
+
+
+def openai_usage(input_tokens: int, output_tokens: int) -> dict[str, int]:
+    """A completion's ``usage`` in OpenAI's spelling (read back by
+    :func:`hia_chain.budget.completion_usage`)."""
+    return {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
 
 
 class OpenAIUpstream:
@@ -106,11 +116,14 @@ class LocalUpstream:
 
     where = "embedded"
 
-    def __init__(self, max_tokens: int) -> None:
-        from hia_chain.local import LocalChatModel
+    def __init__(self, max_tokens: int, llm: Any = None) -> None:
+        """``llm``: a chat model to serve instead of the embedded one (tests inject a fake)."""
+        if llm is None:
+            from hia_chain.local import LocalChatModel
 
-        self.llm = LocalChatModel(max_tokens=max_tokens)
-        self.model = self.llm.model_name
+            llm = LocalChatModel(max_tokens=max_tokens)
+        self.llm = llm
+        self.model: str = getattr(llm, "model_name", type(llm).__name__)
 
     async def start(self) -> None:
         await self.llm.ainvoke("Hi", max_tokens=1)  # load the weights now, not on a request
@@ -146,9 +159,8 @@ class LocalUpstream:
     async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
         messages, kwargs = self._convert(body)
         msg = await self.llm.ainvoke(messages, **kwargs)
-        usage = msg.usage_metadata or {"input_tokens": 0, "output_tokens": 0}
         finish = msg.response_metadata.get("finish_reason", "stop")
-        return {
+        completion = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -160,12 +172,11 @@ class LocalUpstream:
                     "finish_reason": finish,
                 }
             ],
-            "usage": {
-                "prompt_tokens": usage["input_tokens"],
-                "completion_tokens": usage["output_tokens"],
-                "total_tokens": usage["input_tokens"] + usage["output_tokens"],
-            },
         }
+        if msg.usage_metadata:  # unreported stays unreported: never a made-up zero
+            usage = msg.usage_metadata
+            completion["usage"] = openai_usage(usage["input_tokens"], usage["output_tokens"])
+        return completion
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         messages, kwargs = self._convert(body)
@@ -190,11 +201,7 @@ class LocalUpstream:
                 yield {
                     **base,
                     "choices": [],
-                    "usage": {
-                        "prompt_tokens": usage["input_tokens"],
-                        "completion_tokens": usage["output_tokens"],
-                        "total_tokens": usage["input_tokens"] + usage["output_tokens"],
-                    },
+                    "usage": openai_usage(usage["input_tokens"], usage["output_tokens"]),
                 }
 
     async def aclose(self) -> None:

@@ -97,14 +97,14 @@ def test_non_utf8_bytes_in_the_prompt_are_refused_in_one_line(
     assert code == 2 and len(err) == 1 and "not UTF-8" in err[0] and "0xff" in err[0]
 
 
-@pytest.mark.parametrize(("module", "extra"), [("langchain_openai", "serving"), ("rich", "cli")])
+@pytest.mark.parametrize(("module", "extra"), [("langchain_openai", "cli"), ("rich", "cli")])
 def test_a_missing_extra_names_the_pip_command(
     module: str, extra: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in [m for m in sys.modules if m.startswith(f"{module}.")]:
         monkeypatch.delitem(sys.modules, name)  # submodules imported earlier go too
     monkeypatch.setitem(sys.modules, module, None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "hia_chain._cli_display", raising=False)  # re-imported
+    monkeypatch.delitem(sys.modules, "hia_chain.cli.display", raising=False)  # re-imported
     code, err = run(["align", "Hi", "--base-url", "http://127.0.0.1:9/v1", "--model", "m"], capsys)
     assert code == 1 and err == [
         f"hia-chain: error: the '{module}' package is missing; install the extra: "

@@ -83,15 +83,10 @@ def test_ivg_raises_sentiment_beyond_seed_spread(embedded: tuple[Any, Any]) -> N
 def test_cli_json_on_the_real_model(
     embedded: tuple[Any, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import argparse
+    from hia_chain.cli import main
 
-    from hia_chain.local import _ivg_cli
-
-    parser = argparse.ArgumentParser(prog="hia-chain")
-    _ivg_cli.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["ivg", "Describe a sunny day.", "--goal", "sentiment=4", "--guidance", "token",
-                              "--max-new-tokens", "12", "--seed", "0", "--json"])  # fmt: skip
-    assert args.func(args) == 0
+    assert main(["ivg", "Describe a sunny day.", "--goal", "sentiment=4", "--guidance", "token",
+                 "--max-tokens", "12", "--seed", "0", "--json"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     assert out["text"] and out["new_tokens"] <= 12 and "sentiment" in out["scores"]
 
@@ -107,19 +102,14 @@ def test_default_cli_output_repeats_no_4gram(
 ) -> None:
     """The default `hia-chain ivg` bans repeated 4-grams; with repetition control off, the same
     prompt and seed repeat one (the 135M model loops: "make a difference in a film" twice)."""
-    import argparse
-
-    from hia_chain.local import _ivg_cli
+    from hia_chain.cli import main
 
     _, tokenizer = embedded
-    parser = argparse.ArgumentParser(prog="hia-chain")
-    _ivg_cli.register(parser.add_subparsers(dest="command", required=True))
     base = ["ivg", "Continue this movie review: NBC had a chance to make a powerful",
-            "--max-new-tokens", "64", "--seed", "0", "--json"]  # fmt: skip
+            "--max-tokens", "64", "--seed", "0", "--json"]  # fmt: skip
 
     def text(*extra: str) -> str:
-        args = parser.parse_args([*base, *extra])
-        assert args.func(args) == 0
+        assert main([*base, *extra]) == 0
         return json.loads(capsys.readouterr().out)["text"]
 
     default = text()

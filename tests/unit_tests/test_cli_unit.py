@@ -1,18 +1,47 @@
-"""The CLI's argument handling, in process and without a model."""
+"""The ``hia-chain`` command in process: flags, help, exit codes, display and ``--json``.
+
+Why: the command is the first thing many users run; a flag spelled two ways, a choice that
+drifts from the library, a table that breaks an 80-column terminal or a JSON without the
+candidates' ids and answers are bugs they meet before any alignment happens.
+"""
 
 from __future__ import annotations
 
+import argparse
+import io
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from typing import Any
+
 import pytest
+from rich.console import Console
 
-from hia_chain.cli import main, parse_goal
-from hia_chain.errors import ConfigError
+from hia_chain.cli import build_parser, main
+from hia_chain.cli.align import as_json
+from hia_chain.cli.display import calls_by_role, render_result
+from hia_chain.factory import HEURISTICS
+from hia_chain.goals import REWARD_NAMES
+from hia_chain.scorers.text import BUILTIN_OBJECTIVES
+from hia_chain.search.types import FILTERS, SEARCHES
+from hia_chain.testing import FakeChatModel
+
+OFFLINE = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
 
 
-def test_parse_goal() -> None:
-    assert parse_goal(["verbosity=1", "complexity=3.5"]) == {"verbosity": 1.0, "complexity": 3.5}
-    for bad in (["verbosity"], ["=1"], ["verbosity=high"]):
-        with pytest.raises(ConfigError, match="NAME=NUMBER"):
-            parse_goal(bad)
+def _subparser(name: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def _choices(command: str, flag: str) -> tuple[str, ...]:
+    action = next(a for a in _subparser(command)._actions if flag in a.option_strings)
+    return tuple(action.choices or ())
+
+
+# -- flags ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -30,26 +59,67 @@ def test_bad_input_exits_2_with_one_line(
 ) -> None:
     base = ["align", "Hi", "--heuristic", "instruction"]
     if "--base-url" not in args:
-        base += ["--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
+        base += OFFLINE
     assert main([*base, *args]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_unknown_flag_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "argv", [["align", "Hi", "--search", "dfs"], ["ivg", "Hi", "--guidance", "sideways"]]
+)
+def test_unknown_choice_is_an_argparse_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["align", "Hi", "--search", "dfs"])
+        main(argv)
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_the_summary_names_every_role_even_when_free() -> None:
-    from hia_chain._cli_display import calls_by_role
+def test_choices_come_from_the_library() -> None:
+    """A search, filter, reward or heuristic added to the library is a choice at once."""
+    assert _choices("align", "--search") == SEARCHES == _choices("serve", "--search")
+    assert _choices("align", "--filter") == FILTERS
+    assert _choices("align", "--reward") == REWARD_NAMES == _choices("serve", "--reward")
+    assert _choices("align", "--heuristic") == HEURISTICS
 
-    u = {"calls": 0, "total_tokens": 0}
-    usage = {"response": {"calls": 2, "total_tokens": 90}, "optimizer": u, "draft": u, "judge": u}
-    line = calls_by_role({"calls": 2, "budget": 2, "usage": usage})
-    assert line == "2 response calls (budget 2) · 0 optimizer · 0 draft · 0 judge"
+
+def test_one_spelling_per_flag_across_subcommands() -> None:
+    """`--max-tokens` and `--model` everywhere; the old ivg spellings are hidden aliases."""
+    for command in ("align", "calibrate", "ivg"):
+        help_text = _subparser(command).format_help()
+        assert "--max-tokens" in help_text and "--model" in help_text, command
+        assert "--max-new-tokens" not in help_text and "--model-path" not in help_text
+    old = _subparser("ivg").parse_args(["x", "--max-new-tokens", "7", "--model-path", "/m"])
+    new = _subparser("ivg").parse_args(["x", "--max-tokens", "7", "--model", "/m"])
+    assert (old.max_tokens, old.model) == (new.max_tokens, new.model) == (7, "/m")
+
+
+def test_goal_help_lists_objectives_levels_and_the_default() -> None:
+    for command, default in (("align", "default verbosity=1"), ("ivg", "default sentiment=4")):
+        help_text = " ".join(_subparser(command).format_help().split())
+        assert default in help_text
+        for name in BUILTIN_OBJECTIVES:
+            assert name in help_text
+        assert "1 = two or three sentences (~30 words)" in help_text  # a verbosity level
+        assert "0 = very simple words" in help_text  # a complexity level
+    serve_help = " ".join(_subparser("serve").format_help().split())
+    assert "default none" in serve_help
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"hia-chain {version('hia-chain')}"
+
+
+def test_python_dash_m_runs_the_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "hia_chain", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0 and out.stdout.startswith("hia-chain ")
 
 
 @pytest.mark.parametrize(
@@ -64,6 +134,132 @@ def test_the_summary_names_every_role_even_when_free() -> None:
 def test_calibrate_and_bench_refuse_bad_flags(
     args: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    base = ["--base-url", "http://127.0.0.1:9/v1", "--model", "m"]
-    assert main([*args, *base]) == 2
+    if args[0] == "bench":
+        for module in ("scipy", "matplotlib"):  # the [bench] extra, not in [test]
+            pytest.importorskip(module, reason="`hia-chain bench` needs the [bench] extra")
+    assert main([*args, *OFFLINE]) == 2
     assert message in capsys.readouterr().err
+
+
+# -- what align prints ----------------------------------------------------------------------
+
+
+def _align(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *flags: str
+) -> tuple[str, str]:
+    """``hia-chain align`` over a fake response model (no network, no weights)."""
+    import hia_chain.factory
+
+    fake = FakeChatModel(answer=lambda prompt, i: f"Answer {i}: vaccines train the body.")
+    monkeypatch.setattr(hia_chain.factory, "response_model", lambda *a, **k: fake)
+    argv = ["align", "Explain how vaccines work.", "--heuristic", "instruction", *flags]
+    assert main([*argv, "--seed", "0"]) == 0
+    captured = capsys.readouterr()
+    return captured.out, captured.err
+
+
+def test_json_carries_ids_the_chosen_id_answers_and_predicted_rewards(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = _align(monkeypatch, capsys, "--json", "--budget", "2")
+    data = json.loads(out)
+    ids = [c["id"] for c in data["candidates"]]
+    assert len(set(ids)) == len(ids) and data["chosen"] in ids
+    chosen = next(c for c in data["candidates"] if c["id"] == data["chosen"])
+    assert chosen["answer"] == data["answer"] and chosen["sent"]
+    sent = [c for c in data["candidates"] if c["sent"]]
+    assert len(sent) == data["calls"] == 2
+    assert all(c["answer"].startswith("Answer ") for c in sent)
+    assert all(isinstance(c["predicted_reward"], float) for c in sent)
+    assert data["prompt"] == "Explain how vaccines work."
+
+
+_TRACE: dict[str, Any] = {
+    "goal": {"verbosity": 1.0, "complexity": 1.0},
+    "search": "bon",
+    "reward_function": "euclidean",
+    "best": 1,
+    "reward": -0.081,
+    "calls": 2,
+    "budget": 2,
+    "usage": {"response": {"calls": 2, "total_tokens": 90}},
+    "candidates": [
+        {"id": 0, "origin": "original", "prompt": "Explain how vaccines work.",
+         "predicted": {"verbosity": 2.3, "complexity": 1.9}, "measured": {"verbosity": 2.4,
+         "complexity": 2.0}, "reward": -0.42, "sent": True, "rejected": None, "error": None},
+        {"id": 1, "origin": "template", "prompt": "Explain how vaccines work. Answer briefly, "
+         "in two or three sentences. Use plain, simple language anyone can follow.",
+         "predicted": {"verbosity": 1.0, "complexity": 1.1}, "measured": {"verbosity": 1.2,
+         "complexity": 0.9}, "reward": -0.081, "sent": True, "rejected": None, "error": None},
+        {"id": 2, "origin": "template", "prompt": "Explain how vaccines work. Answer briefly, "
+         "in two or three sentences.", "predicted": None, "measured": None, "reward": None,
+         "sent": False, "rejected": "near-duplicate of an earlier candidate", "error": None},
+    ],
+}  # fmt: skip
+
+
+def test_the_display_fits_80_columns_and_keeps_words_whole() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, color_system=None)
+    render_result("Explain how vaccines work.", "Vaccines train the body.", _TRACE, 1.5, console)
+    text = buffer.getvalue()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "Explain how vaccines work." in lines[0]  # the user's prompt comes first
+    header = next(line for line in lines if "added instructions" in line)
+    assert "rejected" in header  # reasons have their own column
+    words = text.split()
+    for word in ("Answer", "briefly,", "sentences.", "anyone", "follow.", "near-duplicate"):
+        assert word in words  # wrapped at word boundaries, never cut inside a word
+    assert "1*" in words  # the chosen candidate is marked
+
+
+def test_the_display_reads_no_markup_from_the_prompt_or_answer() -> None:
+    buffer = io.StringIO()
+    render_result("Say [bold]hi[/bold]", "[red]x[/red]", _TRACE, 0.1, Console(file=buffer))
+    assert "[bold]hi[/bold]" in buffer.getvalue() and "[red]x[/red]" in buffer.getvalue()
+
+
+def test_as_json_keeps_every_candidate_field_the_display_uses() -> None:
+    data = as_json("Explain how vaccines work.", "A.", {**_TRACE, "scores": {}, "filter":
+                   "heuristic", "budget_exhausted": False, "stopped": "budget"}, 0.5)  # fmt: skip
+    assert data["chosen"] == 1 and [c["id"] for c in data["candidates"]] == [0, 1, 2]
+    assert data["candidates"][2]["rejected"] == "near-duplicate of an earlier candidate"
+
+
+def test_the_summary_names_every_role_even_when_free() -> None:
+    u = {"calls": 0, "total_tokens": 0}
+    usage = {"response": {"calls": 2, "total_tokens": 90}, "optimizer": u, "draft": u, "judge": u}
+    line = calls_by_role({"calls": 2, "budget": 2, "usage": usage})
+    assert line == "2 response calls (budget 2) · 0 optimizer · 0 draft · 0 judge"
+
+
+def test_the_human_display_runs_end_to_end(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = _align(monkeypatch, capsys, "--budget", "2")
+    assert "Explain how vaccines work." in out and "response calls (budget 2)" in out
+
+
+# -- ivg (tiny random Llama, no downloads; the command's own tests are in tests/unit_tests/local)
+
+
+@pytest.fixture
+def tiny_embedded(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import hia_chain.local.embedded as embedded
+    from tests.unit_tests.local._tiny_ivg import tiny_model_and_tokenizer
+
+    model, tokenizer = tiny_model_and_tokenizer()
+    monkeypatch.setattr(embedded, "load_embedded", lambda path=None: (model, tokenizer))
+
+
+@pytest.mark.usefixtures("tiny_embedded")
+def test_ivg_old_flag_spellings_still_work_with_a_notice(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["ivg", "this movie", "--max-new-tokens", "3", "--seed", "0", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["new_tokens"] == 3
+    assert "--max-new-tokens is renamed --max-tokens" in captured.err

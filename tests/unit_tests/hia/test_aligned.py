@@ -95,7 +95,7 @@ async def test_progress_events_and_nested_runs() -> None:
     inner = [
         e
         for e in events
-        if e["event"] == "on_chat_model_start" and e["name"] == "CountingChatModel"
+        if e["event"] == "on_chat_model_start" and e["name"] == type(model).__name__
     ]
     assert len(inner) == 2
     assert all(top["run_id"] in e["parent_ids"] for e in inner)
@@ -106,8 +106,8 @@ def test_usage_callback_counts_inner_calls_once() -> None:
     model = CountingChatModel(answer=instruction_following(6))
     with get_usage_metadata_callback() as cb:
         msg = aligned(model, budget=2).invoke("Tell me about owls.")
-    assert list(cb.usage_metadata) == ["counting-fake"]
-    assert cb.usage_metadata["counting-fake"]["total_tokens"] == msg.usage_metadata["total_tokens"]
+    assert list(cb.usage_metadata) == [model.model_name]
+    assert cb.usage_metadata[model.model_name]["total_tokens"] == msg.usage_metadata["total_tokens"]
 
 
 def test_dry_run_plan_spends_nothing() -> None:

@@ -9,9 +9,13 @@ from pathlib import Path
 import anyio
 import pytest
 
+pytest.importorskip("scipy", reason="the benchmark needs the [bench] extra")
+pytest.importorskip("matplotlib", reason="the benchmark needs the [bench] extra")
+
 from hia_chain.bench.data import load_prompts
 from hia_chain.bench.harness import BenchConfig, make_items, run_experiment
 from hia_chain.bench.methods import METHODS
+from hia_chain.bench.overhead import measure_overhead, measure_throughput
 from hia_chain.bench.report import mean_ci, ratio_ci, spearman, summarize, write_plot
 from hia_chain.errors import ConfigError
 from hia_chain.scorers.instruction import InstructionHeuristic
@@ -117,3 +121,20 @@ def test_crossval_oracle_sees_through_the_winners_curse() -> None:
     # hold out pass 0: pick a? means over 1,2: a=-0.4, b=-0.2 → b, scores -0.5 on pass 0
     assert _crossval_oracle(cands) == pytest.approx((-0.5 - 0.5 - 0.3) / 3)
     assert math.isnan(_crossval_oracle({"a": {0: -0.1}}))
+
+
+async def test_overhead_is_measured_against_the_ideal_wall_time() -> None:
+    objectives = list(BUILTIN_OBJECTIVES.values())
+    rows = await measure_overhead(
+        {"instruction": lambda: InstructionHeuristic(objectives)},
+        latency=0.02,
+        searches=(("bon", 2), ("greedy", 2)),
+        repeats=1,
+    )
+    assert [(r.search, r.budget) for r in rows] == [("bon", 2), ("greedy", 2)]
+    assert [r.ideal_seconds for r in rows] == pytest.approx([0.02, 0.04])  # rounds x latency
+    assert all(r.ratio >= 1 for r in rows)  # never faster than the calls themselves
+    rps, ideal = await measure_throughput(
+        lambda: InstructionHeuristic(objectives), requests=8, concurrency=4, latency=0.02
+    )
+    assert 0 < rps <= ideal

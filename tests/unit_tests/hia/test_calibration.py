@@ -17,7 +17,7 @@ from hia_chain.optimizer import TemplateOptimizer
 from hia_chain.scorers.instruction import InstructionHeuristic
 from hia_chain.scorers.learned import LearnedHeuristic
 from hia_chain.search import HIASearch, SearchSettings
-from hia_chain.search.types import Response
+from hia_chain.search.types import Request, Responder, Response
 from tests.unit_tests.fakes import (
     CountingChatModel,
     FatalError,
@@ -28,9 +28,11 @@ from tests.unit_tests.fakes import (
 V = Objective("verbosity", description="length", low_label="terse", high_label="long")
 
 
-def _responder(model: CountingChatModel):  # noqa: ANN202
-    async def respond(prompt: str) -> Response:
-        return Response.from_message(await model.ainvoke(prompt))
+def _responder(model: CountingChatModel) -> Responder:
+    async def respond(request: Request) -> Response:
+        return Response.from_message(
+            await model.ainvoke(request.messages(), **request.model_kwargs())
+        )
 
     return respond
 

@@ -16,7 +16,7 @@ from hia_chain.scorers.base import Heuristic
 from hia_chain.scorers.instruction import InstructionHeuristic
 from hia_chain.scorers.learned import LearnedHeuristic
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES, VerbosityScorer
-from hia_chain.search import HIASearch, Response, SearchSettings
+from hia_chain.search import HIASearch, Request, Response, SearchSettings
 from tests.unit_tests.fakes import CountingChatModel, instruction_following
 
 V = BUILTIN_OBJECTIVES["verbosity"]
@@ -38,8 +38,8 @@ async def hit_rate(
                 answer=instruction_following(seed * 31 + int(target), stretch)
             )
 
-            async def respond(prompt: str, model: CountingChatModel = model) -> Response:
-                msg = await model.ainvoke(prompt)
+            async def respond(request: Request, model: CountingChatModel = model) -> Response:
+                msg = await model.ainvoke(request.messages())
                 return Response(msg.text)
 
             settings = SearchSettings(search=search, filter=filter_, budget=budget, seed=seed)

@@ -37,7 +37,7 @@ def request(n: int = 6, feedback: Feedback | None = None, **goal: float) -> Opti
 
 async def test_template_targets_the_goal_first_and_keeps_the_request() -> None:
     out = await TemplateOptimizer().apropose(request(verbosity=0, complexity=4))
-    assert len(out) == 6 and len({p.prompt for p in out}) == 6
+    assert len(out) == 6 and len({(p.prompt, p.max_tokens) for p in out}) == 6
     assert all(p.prompt.startswith(PROMPT) and keeps_request(PROMPT, p.prompt) for p in out)
     assert out[0].meta["levels"] == {"verbosity": 0, "complexity": 4}
     assert "one short sentence" in out[0].prompt
@@ -104,7 +104,7 @@ async def test_mixed_interleaves_and_dedups() -> None:
         request(n=4, verbosity=1)
     )
     assert len(out) == 4 and [p.origin for p in out[:2]] == ["llm", "template"]
-    assert len({p.prompt for p in out}) == 4
+    assert len({(p.prompt, p.system, p.max_tokens) for p in out}) == 4
 
 
 @pytest.mark.timeout(10)

@@ -17,7 +17,7 @@ from hia_chain.goals import Objective
 from hia_chain.optimizer import LLMPromptOptimizer, TemplateOptimizer
 from hia_chain.scorers.instruction import InstructionHeuristic
 from hia_chain.scorers.text import VerbosityScorer
-from hia_chain.search import HIASearch, Response, SearchSettings
+from hia_chain.search import HIASearch, Request, Response, SearchSettings, StopReason
 from hia_chain.search.stage1 import near_duplicate
 from tests.unit_tests.fakes import CountingChatModel, WordCountScorer, instruction_following
 
@@ -76,8 +76,8 @@ async def test_an_optimizer_cap_returns_the_best_answer_so_far() -> None:
     pool = Budget(limits={"optimizer": Limits(calls=1)})
     settings = SearchSettings(search="greedy", filter="order", budget=3, max_retries=0)
 
-    async def respond(prompt: str) -> Response:
-        msg = await model.ainvoke(prompt)
+    async def respond(request: Request) -> Response:
+        msg = await model.ainvoke(request.messages())
         return Response(msg.text, message=msg)
 
     result = await search.run(
@@ -86,7 +86,9 @@ async def test_an_optimizer_cap_returns_the_best_answer_so_far() -> None:
     # round 0 pays the optimizer; in round 1 it is refused, so that round re-samples the best
     # prompt so far, and the search stops there instead of failing
     assert rewriter.calls == 1 and model.calls == 2 and result.best.measured is not None
-    assert result.budget_exhausted and "optimizer" in result.stopped
+    assert result.budget_exhausted and result.stopped is StopReason.REFUSED
+    assert "optimizer" in (result.stop_detail or "")
+    assert result.trace()["stopped"] == result.stop_detail  # the trace shows the refusal
     # with no optimizer call affordable at all, the original prompt is still answered
     model = CountingChatModel(answer=instruction_following(3))
     none = Budget(limits={"optimizer": Limits(calls=0)})
@@ -113,12 +115,12 @@ async def test_rewrites_of_a_long_prompt_are_not_duplicates_of_it() -> None:
     search = HIASearch([V], [WordCountScorer()], TemplateOptimizer(), InstructionHeuristic([V]))
     settings = SearchSettings(search="bon", budget=4)
 
-    async def respond(p: str) -> Response:
-        msg = await model.ainvoke(p)
+    async def respond(request: Request) -> Response:
+        msg = await model.ainvoke(request.messages())
         return Response(msg.text, message=msg)
 
     result = await search.run(prompt, {"verbosity": 1}, respond, settings)
-    sent = {c.prompt for c in result.candidates if c.sent}
+    sent = {c.text for c in result.candidates if c.sent}
     assert len(sent) == 4 and result.rounds == 1
     assert near_duplicate(prompt, prompt + " Be brief.", prompt + " Be brief!")
     assert not near_duplicate(
@@ -194,7 +196,7 @@ async def test_a_judge_cap_keeps_the_answers_it_did_grade() -> None:
 def test_fixed_input_counts_tool_calls_images_and_every_binding() -> None:
     from langchain_core.messages import AIMessage
 
-    from hia_chain.aligned import _fixed_chars
+    from hia_chain._messages import fixed_chars
 
     call = {"name": "lookup", "args": {"q": "x" * 5000}, "id": "1", "type": "tool_call"}
     image = {"type": "image", "url": "https://example.invalid/a.png"}
@@ -203,5 +205,5 @@ def test_fixed_input_counts_tool_calls_images_and_every_binding() -> None:
         HumanMessage(content=[{"type": "text", "text": "What is this?"}, image]),
     ]
     bound = CountingChatModel().bind(tools=["t" * 300]).bind(stop=["END"])
-    chars = _fixed_chars(bound, messages, 1)
+    chars = fixed_chars(bound, messages, 1)
     assert chars >= 5000 + 2048 + 300

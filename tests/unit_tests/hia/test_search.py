@@ -13,7 +13,7 @@ from hia_chain.goals import Objective
 from hia_chain.optimizer import LLMPromptOptimizer, TemplateOptimizer
 from hia_chain.scorers.base import Heuristic, Prediction
 from hia_chain.scorers.instruction import InstructionHeuristic
-from hia_chain.search import HIASearch, Response, SearchSettings
+from hia_chain.search import HIASearch, Request, Response, SearchSettings
 from tests.unit_tests.fakes import (
     CountingChatModel,
     FatalError,
@@ -27,8 +27,8 @@ GOAL = {"verbosity": 1.0}
 
 
 def responder(model: CountingChatModel):
-    async def respond(prompt: str) -> Response:
-        msg = await model.ainvoke(prompt)
+    async def respond(request: Request) -> Response:
+        msg = await model.ainvoke(request.messages(), **request.model_kwargs())
         u = msg.usage_metadata
         return Response(msg.text, u and u["input_tokens"], u and u["output_tokens"], msg)
 
@@ -206,5 +206,6 @@ def test_plan_reports_upper_bounds() -> None:
     # 3 rounds x 1 seed x (1 call + 1 retry of the optimizer's own)
     assert plan.rounds == 3 and plan.optimizer_calls == 6 and plan.draft_calls == 0
     beam = search.plan(SearchSettings(search="beam", beam_width=2, budget=4, max_retries=0))
-    assert beam.optimizer_calls == 4 * 2 * 2  # one proposal per beam per round
+    # one request in the first round, then one per beam in each later round, x 2 attempts
+    assert beam.optimizer_calls == (1 + 3 * 2) * 2
     assert optimizer_llm.calls == 0

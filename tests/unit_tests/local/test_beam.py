@@ -10,9 +10,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from hia_chain.errors import ConfigError, RewardModelError  # noqa: E402
-from hia_chain.local._beam import chunk_beam_search  # noqa: E402
-from hia_chain.local._decode import Guidance, guided_decode  # noqa: E402
-from hia_chain.local._hf_adapter import (  # noqa: E402
+from hia_chain.local.beam import chunk_beam_search  # noqa: E402
+from hia_chain.local.decoding import Guidance, guided_decode  # noqa: E402
+from hia_chain.local.hf_adapter import (  # noqa: E402
     CausalStream,
     chat_ids,
     eos_token_ids,
@@ -21,7 +21,7 @@ from hia_chain.local._hf_adapter import (  # noqa: E402
     positions_from_mask,
     real_vocab_size,
 )
-from hia_chain.local.guidance import sampling_processors  # noqa: E402
+from hia_chain.local.settings import DecodeSettings  # noqa: E402
 from hia_chain.local.values import ImplicitValue, ScorerValue, ValueFunction  # noqa: E402
 from hia_chain.scorers.text import SentimentScorer  # noqa: E402
 from tests.unit_tests.local._tiny_ivg import tiny_model, tiny_tokenizer  # noqa: E402
@@ -43,12 +43,12 @@ def text_of(ids: Sequence[int]) -> str:
     return TOK.decode(list(ids), skip_special_tokens=True)
 
 
-def search(model, value, *, guidance=None, seed=0, eos=frozenset(), processors=None, **shape):
-    shape.setdefault("max_new_tokens", 12)
+def search(model, value, *, guidance=None, seed=0, eos=frozenset(), processors=(), **shape):
+    shape.setdefault("max_tokens", 12)
     return chunk_beam_search(
-        CausalStream.prefill(model, [PROMPT], PAD), guidance, value, prompt="this movie",
-        decode=text_of, processors=processors or sampling_processors(1.0), vocab_size=VOCAB,
-        eos_ids=eos, pad_id=PAD, generator=torch.Generator().manual_seed(seed), **shape,
+        CausalStream.prefill(model, [PROMPT], PAD), guidance, value, DecodeSettings(**shape),
+        prompt="this movie", decode=text_of, vocab_size=VOCAB, eos_ids=eos, pad_id=PAD,
+        generator=torch.Generator().manual_seed(seed), extra_processors=processors,
     )  # fmt: skip
 
 
@@ -56,7 +56,7 @@ def plain(model, rows: int, n: int, seed: int):
     stream = CausalStream.prefill(model, [PROMPT], PAD)
     stream.reorder(torch.zeros(rows, dtype=torch.long))
     return guided_decode(
-        stream, None, sampling_processors(1.0), max_new_tokens=n, vocab_size=VOCAB,
+        stream, None, DecodeSettings().processors(), max_new_tokens=n, vocab_size=VOCAB,
         eos_ids=frozenset(), pad_id=PAD, generator=torch.Generator().manual_seed(seed),
     )  # fmt: skip
 
@@ -109,7 +109,7 @@ def test_every_cache_is_reordered_with_the_beams() -> None:
     tuned = CausalStream.prefill(model, [TUNED_PROMPT], PAD)
     result = search(
         model, ImplicitValue(1.0), guidance=Guidance([tuned], None, beta=1.5),
-        beam_width=2, successors_per_beam=2, chunk_tokens=3, max_new_tokens=9, seed=4,
+        beam_width=2, successors_per_beam=2, chunk_tokens=3, max_tokens=9, seed=4,
     )  # fmt: skip
     for beam in result.beams:
         response = list(beam.token_ids)
@@ -154,7 +154,7 @@ def test_finished_beams_are_kept_once_and_never_decoded_again() -> None:
     k = 3
     result = search(
         model, ShortIsBest(), beam_width=2, successors_per_beam=k, chunk_tokens=3,
-        max_new_tokens=12, eos=EOS, processors=[EndEvenStarts()], seed=1,
+        max_tokens=12, eos=EOS, processors=[EndEvenStarts()], seed=1,
     )  # fmt: skip
     assert any(c.kept_finished for c in result.chunks), "seed should end some rows early"
     for before, after in zip(result.chunks, result.chunks[1:], strict=False):
@@ -168,7 +168,7 @@ def test_search_stops_when_every_kept_row_has_ended() -> None:
     model = tiny_model()
     result = search(
         model, SENTIMENT, beam_width=2, successors_per_beam=2, chunk_tokens=2,
-        max_new_tokens=40, eos=EOS, processors=[EndEvenStarts(), EndEvenStarts()], seed=0,
+        max_tokens=40, eos=EOS, processors=[EndEvenStarts(), EndEvenStarts()], seed=0,
     )  # fmt: skip
     assert result.chunks[-1].tokens <= 40
     assert all(b.finished for b in result.beams) or result.chunks[-1].tokens == 40
@@ -180,7 +180,7 @@ def test_search_stops_when_every_kept_row_has_ended() -> None:
         ({"beam_width": 0}, "beam_width"),
         ({"successors_per_beam": -1}, "successors_per_beam"),
         ({"chunk_tokens": 0}, "chunk_tokens"),
-        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
     ],
 )
 def test_bad_parameters(shape: dict, match: str) -> None:
@@ -196,9 +196,8 @@ def test_choosing_needs_a_value_and_a_single_prompt() -> None:
     stream = CausalStream.prefill(model, [PROMPT, PROMPT], PAD)
     with pytest.raises(ConfigError, match="batch 1"):
         chunk_beam_search(
-            stream, None, None, prompt="", decode=text_of, beam_width=1, successors_per_beam=1,
-            chunk_tokens=None, max_new_tokens=2, processors=[], vocab_size=VOCAB, eos_ids=EOS,
-            pad_id=PAD, generator=None,
+            stream, None, None, DecodeSettings(max_tokens=2), prompt="", decode=text_of,
+            vocab_size=VOCAB, eos_ids=EOS, pad_id=PAD, generator=None,
         )  # fmt: skip
 
 

@@ -1,19 +1,21 @@
-"""LocalChatModel control flow on a tiny random model: streaming ends, errors surface, and
-concurrent sync or async calls are batched into one ``generate``.
+"""LocalChatModel on a tiny random model: batching, streaming, stop strings and seeds.
 
-Why: a stream whose worker thread dies, or that waits for a second end-of-stream signal,
-hangs the caller forever; batching is what makes a round of HIA calls on a local model cost
-one forward pass per token instead of K.
+Why: batching is what makes a round of HIA calls on a local model cost one forward pass per
+token instead of K; a stream must join up to exactly what ``invoke`` returns; a seed must
+repeat an answer without reseeding torch for the rest of the process, and a call must not
+change the tokenizer the caller shares with other code.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
+from hia_chain.errors import ConfigError  # noqa: E402
 from hia_chain.local import LocalChatModel  # noqa: E402
 from tests.unit_tests.local._tiny_ivg import tiny_model_and_tokenizer  # noqa: E402
 
@@ -22,6 +24,21 @@ def local(**kw: Any) -> LocalChatModel:
     model, tok = tiny_model_and_tokenizer()
     kw.setdefault("max_tokens", 8)
     return LocalChatModel(hf_model=model, tokenizer=tok, model_name="tiny", **kw)
+
+
+def count_prefills(llm: LocalChatModel, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Rows of every prompt-encoding forward pass (one per decoded batch)."""
+    rows: list[int] = []
+    real = llm.hf_model.forward
+
+    @functools.wraps(real)
+    def counting(*args: Any, **kw: Any) -> Any:
+        if kw.get("past_key_values") is None:
+            rows.append(int(kw["input_ids"].shape[0]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(llm.hf_model, "forward", counting)
+    return rows
 
 
 @pytest.mark.timeout(60)
@@ -35,36 +52,100 @@ def test_stream_ends_and_matches_invoke_at_temperature_zero() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_stream_surfaces_a_generation_error_instead_of_hanging(
+def test_a_seeded_sampled_stream_equals_the_seeded_invoke() -> None:
+    llm = local(temperature=1.0, max_tokens=12)
+    want = llm.invoke("the plot", seed=3)
+    chunks = list(llm.stream("the plot", seed=3))
+    assert "".join(c.text for c in chunks) == want.content
+    assert chunks[-1].usage_metadata == want.usage_metadata
+
+
+def test_a_stop_string_cuts_invoke_and_stream_alike_and_ends_decoding() -> None:
+    llm = local(temperature=0, max_tokens=12)
+    full = llm.invoke("the movie")
+    words = full.content.split()
+    assert len(words) > 3, full.content
+    stop = f"{words[2]} {words[3]}"  # spans two tokens: the stream must hold the first back
+    cut = llm.invoke("the movie", stop=[stop])
+    assert cut.content == full.content[: full.content.index(stop)]
+    assert cut.response_metadata["finish_reason"] == "stop"
+    assert full.usage_metadata["output_tokens"] == 12  # the unstopped answer ran to the cap
+    assert cut.usage_metadata["output_tokens"] < 12  # decoding stopped at the stop string
+    streamed = list(llm.stream("the movie", stop=[stop]))
+    assert "".join(c.text for c in streamed) == cut.content
+    assert streamed[-1].response_metadata["finish_reason"] == "stop"
+
+
+def test_seeds_repeat_answers_without_touching_torchs_global_random_state() -> None:
+    llm = local(temperature=1.0, max_tokens=12)
+    state = torch.get_rng_state()
+    first = llm.invoke("the plot", seed=1).content
+    assert llm.invoke("the plot", seed=1).content == first
+    assert {llm.invoke("the plot", seed=s).content for s in range(2, 6)} - {first}
+    list(llm.stream("the plot", seed=1))
+    llm.invoke("the plot")  # unseeded: a fresh generator, still not the global one
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_the_shared_tokenizer_is_never_modified() -> None:
+    llm = local(temperature=0)
+    tok = llm.tokenizer
+    tok.padding_side = "right"
+    tok.pad_token = None
+    llm.batch(["the movie", "a film that was very good"])
+    list(llm.stream("the movie"))
+    assert tok.padding_side == "right" and tok.pad_token is None
+
+
+def test_settings_are_checked_at_construction_and_per_call() -> None:
+    with pytest.raises(ConfigError, match="top_p"):
+        local(top_p=1.5)
+    with pytest.raises(ConfigError, match="temperature"):
+        local(temperature=-1)
+    with pytest.raises(ConfigError, match="max_tokens"):
+        local().invoke("x", max_tokens=0)
+    short = local(temperature=0, max_tokens=12).invoke("the movie", max_tokens=2)
+    assert short.usage_metadata["output_tokens"] <= 2
+
+
+def test_a_model_error_reaches_the_stream_and_every_request_of_a_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    llm = local()
+    llm = local(batch_window=0.05)
 
-    def broken(**kw: Any) -> Any:
+    def broken(*args: Any, **kw: Any) -> Any:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(llm.hf_model, "generate", broken)
+    monkeypatch.setattr(llm.hf_model, "forward", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
         list(llm.stream("the movie"))
+    outs = llm.batch(["the movie", "the plot"], return_exceptions=True)
+    assert [str(o) for o in outs] == ["out of memory", "out of memory"]
 
 
 @pytest.mark.parametrize("api", ["sync", "async"])
-async def test_concurrent_calls_share_one_generate(
+async def test_concurrent_calls_share_one_forward_batch(
     api: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     llm = local(temperature=0, batch_window=0.05)
-    batches: list[int] = []
-    real = llm.hf_model.generate
-
-    def counting(**kw: Any) -> Any:
-        batches.append(int(kw["input_ids"].shape[0]))
-        return real(**kw)
-
-    monkeypatch.setattr(llm.hf_model, "generate", counting)
+    prefills = count_prefills(llm, monkeypatch)
     prompts = ["the movie", "the plot", "a film"]
     outs = llm.batch(prompts) if api == "sync" else await llm.abatch(prompts)
-    assert batches == [3]
+    assert prefills == [3]
     assert [m.content for m in outs] == [llm.invoke(p).content for p in prompts]
+
+
+async def test_calls_with_different_settings_run_in_separate_batches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    llm = local(temperature=0, batch_window=0.05)
+    prefills = count_prefills(llm, monkeypatch)
+    await asyncio.gather(
+        llm.ainvoke("the movie"), llm.ainvoke("the plot"), llm.ainvoke("a film", max_tokens=3)
+    )
+    assert sorted(prefills) == [1, 2]
 
 
 @pytest.mark.timeout(60)

@@ -8,8 +8,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from hia_chain.errors import ConfigError  # noqa: E402
-from hia_chain.local._decode import Guidance, guided_decode  # noqa: E402
-from hia_chain.local._hf_adapter import (  # noqa: E402
+from hia_chain.local.decoding import Guidance, guided_decode  # noqa: E402
+from hia_chain.local.guidance import guided_logits  # noqa: E402
+from hia_chain.local.hf_adapter import (  # noqa: E402
     CausalStream,
     chat_ids,
     eos_token_ids,
@@ -19,7 +20,7 @@ from hia_chain.local._hf_adapter import (  # noqa: E402
     positions_from_mask,
     real_vocab_size,
 )
-from hia_chain.local.guidance import guided_logits, sampling_processors  # noqa: E402
+from hia_chain.local.settings import DecodeSettings  # noqa: E402
 from tests.unit_tests.local._tiny_ivg import tiny_model, tiny_tokenizer  # noqa: E402
 
 TOK = tiny_tokenizer()
@@ -37,7 +38,7 @@ def decode(
     stream: CausalStream, guidance: Guidance | None = None, *, seed: int = 0, n: int = 8, **kw
 ):
     return guided_decode(
-        stream, guidance, kw.pop("processors", sampling_processors(0.7)), max_new_tokens=n,
+        stream, guidance, kw.pop("processors", DecodeSettings(temperature=0.7).processors()), max_new_tokens=n,
         vocab_size=VOCAB, eos_ids=kw.pop("eos", frozenset()), pad_id=PAD,
         generator=torch.Generator().manual_seed(seed), **kw,
     )  # fmt: skip
@@ -95,7 +96,7 @@ def test_kv_cache_path_equals_no_cache_recomputation() -> None:
     model = tiny_model(seed=1)
     prompts = [ids_of("the movie"), ids_of("i hate this boring film")]
     tuned_prompt = ids_of("the movie", system="write very positive reviews")
-    processors = sampling_processors(0.9, top_k=12, top_p=0.95)
+    processors = DecodeSettings(temperature=0.9, top_k=12, top_p=0.95).processors()
     base = CausalStream.prefill(model, prompts, PAD)
     tuned = CausalStream.prefill(model, [tuned_prompt, tuned_prompt], PAD)
     got = decode(base, Guidance([tuned], None, beta=2.0), n=12, seed=3, processors=processors)
@@ -109,7 +110,9 @@ def test_plain_decode_matches_transformers_generate_with_the_same_seed() -> None
     model = tiny_model(seed=2, vocab_size=VOCAB)  # no padding: generate samples all 40 ids
     prompt = ids_of("this movie")
     stream = CausalStream.prefill(model, [prompt], PAD)
-    ours = decode(stream, n=10, seed=7, processors=sampling_processors(0.7, top_k=10))
+    ours = decode(
+        stream, n=10, seed=7, processors=DecodeSettings(temperature=0.7, top_k=10).processors()
+    )
     torch.manual_seed(7)
     x = torch.tensor([prompt])
     ref = model.generate(

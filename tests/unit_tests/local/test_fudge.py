@@ -46,7 +46,7 @@ def samples() -> list[Sample]:
         SentimentScorer(),
         GOAL,
         samples_per_prompt=6,
-        max_new_tokens=10,
+        max_tokens=10,
         seed=0,
     )
 
@@ -62,7 +62,7 @@ def test_sample_and_score_is_seeded_and_scored(samples: list[Sample]) -> None:
         SentimentScorer(),
         GOAL,
         samples_per_prompt=6,
-        max_new_tokens=10,
+        max_tokens=10,
         seed=0,
     )
     assert again == samples[:6]

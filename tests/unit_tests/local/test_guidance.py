@@ -1,4 +1,4 @@
-"""Logits processors and the token-guidance combiner, on hand-built ramp tensors."""
+"""The token-guidance combiner, the guide prompt and the vocabulary check."""
 
 from __future__ import annotations
 
@@ -9,66 +9,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from transformers.generation.logits_process import (  # noqa: E402
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
-
 from hia_chain.errors import ConfigError  # noqa: E402
 from hia_chain.local.guidance import (  # noqa: E402
     check_shared_vocabulary,
     goal_system_prompt,
     guided_logits,
-    sampling_processors,
     with_system_prompt,
 )
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES  # noqa: E402
 from tests.unit_tests.local._tiny_ivg import WORDS, tiny_tokenizer  # noqa: E402
-
-IDS = torch.zeros((2, 3), dtype=torch.long)
-
-
-def ramp(batch: int = 2, vocab: int = 6) -> torch.Tensor:
-    """Row r is ``[0, 1, ..., vocab-1] + r``: a strict order, the last token the likeliest."""
-    return torch.arange(vocab, dtype=torch.float).repeat(batch, 1) + torch.arange(batch)[:, None]
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_sampling_chain_is_transformers_own_and_never_mutates(seed: int) -> None:
-    scores = torch.randn((3, 50), generator=torch.Generator().manual_seed(seed)) * 3
-    before = scores.clone()
-    expected = scores
-    for warper in (TemperatureLogitsWarper(0.7), TopKLogitsWarper(20), TopPLogitsWarper(0.9)):
-        expected = warper(IDS, expected)
-    assert torch.equal(sampling_processors(0.7, top_k=20, top_p=0.9)(IDS, scores), expected)
-    assert torch.equal(scores, before)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "bad"),
-    [
-        ({"temperature": -1.0}, "-1.0"),
-        ({"temperature": math.nan}, "nan"),
-        ({"temperature": 0.7, "top_k": 0}, "top_k"),
-        ({"temperature": 0.7, "top_k": 2.5}, "top_k"),
-        ({"temperature": 0.7, "top_k": True}, "top_k"),
-        ({"temperature": 0.7, "top_p": 0.0}, "top_p"),
-        ({"temperature": 0.7, "top_p": 1.5}, "top_p"),
-    ],
-)
-def test_sampling_settings_are_validated_by_name(kwargs: dict[str, float], bad: str) -> None:
-    with pytest.raises(ConfigError, match=bad):
-        sampling_processors(**kwargs)  # type: ignore[arg-type]
-
-
-def test_sampling_processors_order_and_no_ops() -> None:
-    chain = sampling_processors(0.7, top_k=5, top_p=0.9)
-    assert [type(p) for p in chain] == [TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper]
-    assert sampling_processors(1.0, None, 1.0) == []
-    assert sampling_processors(0.0) == []  # greedy: the caller takes the argmax
-    with pytest.raises(ConfigError, match="-0.5"):
-        sampling_processors(-0.5)
 
 
 def test_guided_logits_is_the_formula_on_full_vocab() -> None:

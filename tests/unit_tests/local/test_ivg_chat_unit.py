@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
@@ -12,9 +11,9 @@ pytest.importorskip("transformers")
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage  # noqa: E402
 
+from hia_chain.cli import main as cli_main  # noqa: E402
 from hia_chain.errors import ConfigError  # noqa: E402
-from hia_chain.local import _ivg_cli  # noqa: E402
-from hia_chain.local._hf_adapter import chat_ids  # noqa: E402
+from hia_chain.local.hf_adapter import chat_ids  # noqa: E402
 from hia_chain.local.ivg_chat_model import IVGChatModel  # noqa: E402
 from hia_chain.local.values import ImplicitValue  # noqa: E402
 from tests.unit_tests.local._tiny_ivg import WORDS, tiny_model, tiny_tokenizer  # noqa: E402
@@ -200,19 +199,12 @@ def cli(monkeypatch: pytest.MonkeyPatch):
     import hia_chain.local.embedded as embedded
 
     monkeypatch.setattr(embedded, "load_embedded", lambda path=None: (MODEL, TOK))
-    parser = argparse.ArgumentParser(prog="hia-chain")
-    _ivg_cli.register(parser.add_subparsers(dest="command", required=True))
-
-    def run(*argv: str) -> int:
-        args = parser.parse_args(list(argv))
-        return args.func(args)
-
-    return run
+    return lambda *argv: cli_main(list(argv))
 
 
 def test_cli_json(cli, capsys: pytest.CaptureFixture[str]) -> None:
     code = cli("ivg", "this movie", "--goal", "sentiment=4", "--guidance", "both", "--beam-width", "2",
-               "--successors", "2", "--chunk-length", "3", "--beta", "2", "--max-new-tokens", "6",
+               "--successors", "2", "--chunk-length", "3", "--beta", "2", "--max-tokens", "6",
                "--seed", "0", "--json")  # fmt: skip
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -225,7 +217,7 @@ def test_cli_json(cli, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_without_goal_steers_toward_the_default_goal(cli, capsys) -> None:
     """`hia-chain ivg PROMPT` alone works: chunk and token guidance toward sentiment 4."""
-    assert cli("ivg", "this movie", "--max-new-tokens", "4", "--seed", "1") == 0
+    assert cli("ivg", "this movie", "--max-tokens", "4", "--seed", "1") == 0
     captured = capsys.readouterr()
     assert captured.out.strip() and "[both]" in captured.err and "sentiment" in captured.err
 
@@ -241,9 +233,9 @@ def test_cli_without_goal_steers_toward_the_default_goal(cli, capsys) -> None:
     ],
 )
 def test_cli_errors_are_one_line_and_non_zero(cli, capsys, argv: list[str], match: str) -> None:
-    assert cli("ivg", "x", "--max-new-tokens", "2", *argv) == 2
+    assert cli("ivg", "x", "--max-tokens", "2", *argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and match in err and err.startswith("hia-chain ivg: error:")
+    assert len(err.splitlines()) == 1 and match in err and err.startswith("hia-chain: error:")
 
 
 def test_cli_rejects_unknown_guidance(cli) -> None:

@@ -20,7 +20,6 @@ from hia_chain.local.values import (  # noqa: E402
     TokenRewardValue,
     ValueHead,
     prefix_features,
-    run_coroutine,
 )
 from hia_chain.scorers.base import ReferenceScorer  # noqa: E402
 from hia_chain.scorers.text import SentimentScorer, VerbosityScorer  # noqa: E402
@@ -75,18 +74,6 @@ async def test_async_scorers_run_from_sync_code_inside_a_running_loop() -> None:
     # invoke() called from async code: this thread already runs a loop
     value = ScorerValue(SentimentScorer(), {"sentiment": 4})
     assert len(value("p", TEXTS)) == 3
-
-    async def seven() -> int:
-        return 7
-
-    assert run_coroutine(seven) == 7
-
-
-def test_run_coroutine_without_a_loop() -> None:
-    async def eight() -> int:
-        return 8
-
-    assert run_coroutine(eight) == 8
 
 
 def test_implicit_value_scales_the_accumulated_log_ratio() -> None:

@@ -15,14 +15,15 @@ from hia_chain.goals import Objective
 from hia_chain.scorers.draft import DraftHeuristic, is_truncated
 from hia_chain.scorers.function import FunctionScorer
 from hia_chain.scorers.text import VerbosityScorer
-from tests.unit_tests.scorers._fakes import ChatStartRecorder, ScriptedChatModel
+from hia_chain.testing import FakeChatModel
+from tests.unit_tests.fakes import ChatStartRecorder
 
 ORIGINAL = "Explain how vaccines work."
 BRIEF = ORIGINAL + " Answer briefly."
 DETAIL = ORIGINAL + " Explain in detail."
 
 
-def answer(prompt: str) -> str:
+def answer(prompt: str, index: int) -> str:
     if "briefly" in prompt:
         return " ".join(["short"] * 12)
     if "detail" in prompt:
@@ -30,8 +31,8 @@ def answer(prompt: str) -> str:
     return " ".join(["plain"] * 40)
 
 
-def drafter(**kw: Any) -> ScriptedChatModel:
-    return ScriptedChatModel(reply=answer, **kw)
+def drafter(**kw: Any) -> FakeChatModel:
+    return FakeChatModel(answer=answer, truncate=True, **kw)
 
 
 async def test_drafts_follow_the_candidate_and_rank_verbosity() -> None:
@@ -43,7 +44,7 @@ async def test_drafts_follow_the_candidate_and_rank_verbosity() -> None:
     assert sorted(model.prompts) == sorted(
         [ORIGINAL, BRIEF, DETAIL]
     )  # nothing added to make drafts short
-    assert all(kw.get("max_tokens") == 64 for kw in model.seen_kwargs)
+    assert all(kw.get("max_tokens") == 64 for kw in model.call_kwargs)
 
 
 async def test_drafts_are_scored_against_the_original_prompt() -> None:
@@ -143,7 +144,12 @@ async def test_unknown_objective_fails_before_spending() -> None:
 
 async def test_drafter_failure_is_raised_and_counted() -> None:
     budget = Budget()
-    model = ScriptedChatModel(reply=lambda p: None if "detail" in p else "fine")
+    def answer(prompt: str, index: int) -> str:
+        if "detail" in prompt:
+            raise RuntimeError("scripted failure")
+        return "fine"
+
+    model = FakeChatModel(answer=answer)
     with pytest.raises(RuntimeError, match="scripted failure"):
         await DraftHeuristic(model, [VerbosityScorer()]).apredict(
             ORIGINAL, [BRIEF, DETAIL], ["verbosity"], RunContext(budget)

@@ -21,7 +21,8 @@ from hia_chain.errors import BudgetExceededError, ConfigError, RewardModelError
 from hia_chain.goals import Objective
 from hia_chain.scorers._parse import parse_scores
 from hia_chain.scorers.judge import HELPSTEER_RUBRICS, LLMJudgeScorer
-from tests.unit_tests.scorers._fakes import ChatStartRecorder, ScriptedChatModel
+from hia_chain.testing import FakeChatModel
+from tests.unit_tests.fakes import ChatStartRecorder
 
 HS = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
 HS_OBJECTIVES = [Objective(n) for n in HS]
@@ -104,8 +105,8 @@ def test_prompt_carries_the_rubric_for_every_helpsteer_attribute() -> None:
 
 
 async def test_missing_score_gets_one_corrective_retry() -> None:
-    model = ScriptedChatModel(
-        reply=lambda p: "helpfulness: 3" if "could not read" in p else "Looks good to me."
+    model = FakeChatModel(
+        answer=lambda p, i: "helpfulness: 3" if "could not read" in p else "Looks good to me."
     )
     out = await LLMJudgeScorer(model, [Objective("helpfulness")]).ascore("p", ["r"])
     assert out == [{"helpfulness": 3.0}]
@@ -178,7 +179,7 @@ async def test_token_cap_needs_a_bound_and_uses_max_tokens() -> None:
 
 
 async def test_concurrency_is_bounded() -> None:
-    model = ScriptedChatModel(reply=lambda p: "helpfulness: 2", latency=0.02)
+    model = FakeChatModel(answer=lambda p, i: "helpfulness: 2", latency=0.02)
     out = await LLMJudgeScorer(model, [Objective("helpfulness")], max_concurrency=3).ascore(
         "p", ["r"] * 10
     )
@@ -235,7 +236,7 @@ async def test_helpsteer_rows_parse_to_their_true_labels() -> None:
     for index, row in enumerate(rows):
         labels = {n: int(row[n]) for n in HS}
         reply = FORMATS[index % len(FORMATS)](labels)
-        model = ScriptedChatModel(reply=lambda p, reply=reply: reply)
+        model = FakeChatModel(answer=lambda p, i, reply=reply: reply)
         out = await LLMJudgeScorer(model, HS_OBJECTIVES).ascore(row["prompt"], [row["response"]])
         assert out == [{n: float(v) for n, v in labels.items()}], (index, reply)
         assert row["response"] in model.prompts[0]

@@ -10,11 +10,15 @@ import httpx
 import openai
 import pytest
 
+from hia_chain.budget import completion_usage
 from hia_chain.errors import BudgetExceededError, ConfigError, StoreUnavailableError
+from hia_chain.server.align import _with_system
 from hia_chain.server.config import ServerConfig
 from hia_chain.server.errors import from_exception
 from hia_chain.server.keys import KeyRing
 from hia_chain.server.launch import serve
+from hia_chain.server.upstream import LocalUpstream
+from hia_chain.testing import FakeChatModel
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -82,8 +86,32 @@ def test_errors_map_to_openai_statuses() -> None:
 
 
 def test_config_and_serve_refuse_unsafe_setups(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn", reason="serving needs the [server] extra")
     with pytest.raises(ValueError, match="needs --upstream-model"):
         ServerConfig(upstream_base_url="http://127.0.0.1:1/v1")
     keys = write(tmp_path, {"keys": [{"name": "a", "key": "x", "calls": 5}]})
     with pytest.raises(ConfigError, match="needs --redis-url"):
         serve(ServerConfig(workers=4, keys_path=str(keys)))
+
+
+async def test_the_in_process_upstream_never_invents_usage() -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "Tell me about owls."}]}
+    reported = await LocalUpstream(8, llm=FakeChatModel(answer=lambda p, i: "Owls hoot.")).complete(
+        body
+    )
+    assert reported["usage"] == {"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}
+    assert completion_usage(reported) == (4, 2)
+    silent = await LocalUpstream(8, llm=FakeChatModel(report_usage=False)).complete(body)
+    assert "usage" not in silent and completion_usage(silent) == (None, None)
+
+
+def test_a_candidates_system_instruction_joins_the_callers_own() -> None:
+    user = {"role": "user", "content": "Q?"}
+    assert _with_system([user], "Be brief.") == [{"role": "system", "content": "Be brief."}, user]
+    own = {"role": "developer", "content": "You are terse."}
+    assert _with_system([own, user], "Be brief.")[0] == {
+        "role": "developer",
+        "content": "You are terse.\n\nBe brief.",
+    }
+    parts = {"role": "system", "content": [{"type": "text", "text": "A."}]}
+    assert _with_system([parts, user], "B.")[0]["content"][-1] == {"type": "text", "text": "B."}

@@ -1,27 +1,34 @@
 """The guided decoding loop: token-level value guidance over cached model streams.
 
 :func:`guided_decode` is the whole sampler, nanoGPT style. It resumes from the streams' state,
-so chunk-level beam search (``_beam.py``) calls it for ``chunk_tokens`` steps at a time, and a
-plain or token-guided generation is a single call for ``max_new_tokens`` steps.
+so chunk-level beam search (``beam.py``) calls it for ``chunk_tokens`` steps at a time, the
+local chat model (``generation.py``) one step at a time, and a plain or token-guided generation
+is a single call for ``max_new_tokens`` steps. Randomness comes only from the caller's
+``torch.Generator`` (:func:`seeded_generator`), never from torch's global seed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from hia_chain.errors import LocalExtraMissingError
-from hia_chain.local._hf_adapter import CausalStream
+from hia_chain.local._extra import require_torch
 from hia_chain.local.guidance import LogitsProcessor, guided_logits
+from hia_chain.local.hf_adapter import CausalStream
 
-try:
-    import torch
-    from transformers import LogitsProcessorList
-except ImportError as exc:  # the [local] extra is not installed
-    msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
-    raise LocalExtraMissingError(msg) from exc
+require_torch()
 
-__all__ = ["DecodeResult", "Guidance", "guided_decode", "ids_for_processors"]
+import torch  # noqa: E402
+from transformers import LogitsProcessorList  # noqa: E402
+
+__all__ = [
+    "DecodeResult",
+    "Guidance",
+    "guided_decode",
+    "ids_for_processors",
+    "seeded_generator",
+]
 
 
 @dataclass
@@ -54,6 +61,17 @@ class DecodeResult:
     log_ratio: torch.Tensor = field(repr=False)
     """``(batch,)`` Σ_t Σ_j log π_tuned_j(y_t) − log π_ref(y_t) over this call's tokens (zero
     without guide streams): the implicit value's increment, free from logits already computed."""
+
+
+def seeded_generator(device: torch.device, seed: int | None) -> tuple[torch.Generator, int]:
+    """A fresh ``torch.Generator`` on ``device`` and its seed: ``seed``, or a random one if None.
+
+    The seed is returned so a trace can report it and the call can be repeated exactly.
+    """
+    generator = torch.Generator(device=device)
+    used = int(seed) if seed is not None else int(generator.seed())
+    generator.manual_seed(used)
+    return generator, used
 
 
 def ids_for_processors(stream: CausalStream, vocab_size: int) -> torch.Tensor:
@@ -91,7 +109,12 @@ def guided_decode(
     (``(b,)`` bool) only emit ``pad_id``. ``feed_last=False`` skips the forward pass after the
     final step when nobody will decode further. Stops early once every row has ended.
     """
-    process = processors if callable(processors) else LogitsProcessorList(processors)
+    # transformers types the ids as LongTensor; any long tensor is what it takes
+    process = (
+        processors
+        if callable(processors)
+        else cast(LogitsProcessor, LogitsProcessorList(processors))
+    )
     streams = [base, *(guidance.streams() if guidance else [])]
     b, dev = base.batch_size, base.ids.device
     done = torch.zeros(b, dtype=torch.bool, device=dev) if finished is None else finished.to(dev)

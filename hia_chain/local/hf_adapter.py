@@ -21,13 +21,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hia_chain.errors import ConfigError, LocalExtraMissingError
+from hia_chain.errors import ConfigError
+from hia_chain.local._extra import require_torch
 
-try:
-    import torch
-except ImportError as exc:  # the [local] extra is not installed
-    msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
-    raise LocalExtraMissingError(msg) from exc
+require_torch()
+
+import torch  # noqa: E402
 
 __all__ = [
     "CausalStream",

@@ -20,19 +20,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hia_chain.errors import ConfigError, LocalExtraMissingError, RewardModelError
-from hia_chain.local._decode import Guidance, guided_decode
-from hia_chain.local._hf_adapter import CausalStream
-from hia_chain.local.guidance import LogitsProcessor, repetition_processors
+from hia_chain.errors import ConfigError, RewardModelError
+from hia_chain.local._extra import require_torch
+from hia_chain.local.decoding import Guidance, guided_decode
+from hia_chain.local.guidance import LogitsProcessor
+from hia_chain.local.hf_adapter import CausalStream
+from hia_chain.local.settings import DecodeSettings
 from hia_chain.local.values import ValueFunction
 
-try:
-    import torch
-except ImportError as exc:  # the [local] extra is not installed
-    msg = "IVG decoding needs torch: pip install 'hia-chain[local]'."
-    raise LocalExtraMissingError(msg) from exc
+require_torch()
 
-__all__ = ["Beam", "ChunkStep", "SearchResult", "chunk_beam_search"]
+import torch  # noqa: E402
+
+__all__ = ["Beam", "BeamResult", "ChunkStep", "chunk_beam_search"]
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class ChunkStep:
 
 
 @dataclass(frozen=True)
-class SearchResult:
+class BeamResult:
     """The kept beams (best first), the per-chunk trace and the compute spent."""
 
     beams: tuple[Beam, ...]
@@ -105,44 +105,20 @@ class SearchResult:
         }
 
 
-def _check_params(
-    beam_width: int, successors: int, chunk_tokens: int | None, max_new_tokens: int
-) -> None:
-    for name, v in (
-        ("beam_width", beam_width),
-        ("successors_per_beam", successors),
-        ("max_new_tokens", max_new_tokens),
-    ):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            msg = f"`{name}` must be an integer >= 1, got {v!r}."
-            raise ConfigError(msg)
-    if chunk_tokens is not None and (
-        isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1
-    ):
-        msg = f"`chunk_tokens` must be an integer >= 1 or None (one chunk to the end), got {chunk_tokens!r}."
-        raise ConfigError(msg)
-
-
 def chunk_beam_search(
     base: CausalStream,
     guidance: Guidance | None,
     value: ValueFunction | None,
+    settings: DecodeSettings,
     *,
     prompt: str,
     decode: Callable[[Sequence[int]], str],
-    beam_width: int,
-    successors_per_beam: int,
-    chunk_tokens: int | None,
-    max_new_tokens: int,
-    processors: LogitsProcessor | Sequence[LogitsProcessor],
     vocab_size: int,
     eos_ids: frozenset[int],
     pad_id: int,
     generator: torch.Generator | None,
-    sample: bool = True,
-    repetition_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
-) -> SearchResult:
+    extra_processors: Sequence[LogitsProcessor] = (),
+) -> BeamResult:
     """Search for the best response to one prompt.
 
     Args:
@@ -150,33 +126,25 @@ def chunk_beam_search(
         guidance: guide streams prefilled the same way (batch 1), or None.
         value: scores decoded prefixes; may be None only when ``beam_width *
             successors_per_beam == 1`` (nothing to choose between).
+        settings: the beam shape (W, K, L), ``max_tokens``, sampling and repetition control.
+            Repetition control follows every row through expansion and pruning: the ids are
+            reordered with the caches. Its default here is off, as in ``generate``.
         prompt: the user's request, passed to the value function.
         decode: token ids -> text (special tokens dropped).
-        beam_width: beams kept after each chunk (W).
-        successors_per_beam: rows sampled from each kept beam (K); the prompt starts W·K rows.
-        chunk_tokens: tokens between selections (L); None = one chunk to ``max_new_tokens``.
-        max_new_tokens: cap on response tokens.
-        processors: temperature → top-k → top-p.
         vocab_size: the real (shared) vocabulary size.
         eos_ids: ids that end a response.
         pad_id: id fed to ended rows.
         generator: the explicit random source for sampling.
-        sample: False decodes greedily.
-        repetition_penalty: transformers' repetition penalty over each row's prompt and
-            answer so far, applied before ``processors``; 1.0 (the default here) is off.
-        no_repeat_ngram_size: bans any n tokens in a row already in that row's prompt or
-            answer, applied before ``processors``; 0 (the default here) is off. Both follow
-            every row through expansion and pruning: the ids are reordered with the caches.
+        extra_processors: logits processors run after repetition control and before
+            temperature (e.g. a constraint).
 
     Raises:
-        ConfigError: bad parameters, a missing value function, or streams not at batch 1.
+        ConfigError: a missing value function, or streams not at batch 1.
         RewardModelError: the value function returned the wrong number of scores.
     """
-    _check_params(beam_width, successors_per_beam, chunk_tokens, max_new_tokens)
-    chain = [
-        *repetition_processors(repetition_penalty, no_repeat_ngram_size),
-        *(processors if isinstance(processors, Sequence) else [processors]),
-    ]
+    beam_width, successors_per_beam = settings.beam_width, settings.successors_per_beam
+    max_new_tokens = settings.max_tokens
+    chain = settings.processors(extra_processors)
     if value is None and beam_width * successors_per_beam > 1:
         msg = "Choosing among several beams needs a value function; pass `value`."
         raise ConfigError(msg)
@@ -198,7 +166,7 @@ def chunk_beam_search(
         for stream in streams:
             stream.reorder(index)
         # decode one chunk (the last one skips the forward pass nobody would use)
-        steps = min(chunk_tokens or max_new_tokens, max_new_tokens - generated)
+        steps = min(settings.chunk_tokens or max_new_tokens, max_new_tokens - generated)
         out = guided_decode(
             base,
             guidance,
@@ -208,7 +176,7 @@ def chunk_beam_search(
             eos_ids=eos_ids,
             pad_id=pad_id,
             generator=generator,
-            sample=sample,
+            sample=settings.sample,
             feed_last=generated + steps < max_new_tokens,
         )
         generated += steps
@@ -232,7 +200,8 @@ def chunk_beam_search(
             )
         ]
         # keep the best W of the finished pool and this chunk's rows (stable: earlier wins ties)
-        candidates = [(b, None) for b in pool] + fresh
+        candidates: list[tuple[Beam, int | None]] = [(b, None) for b in pool]
+        candidates += fresh
         kept = sorted(candidates, key=lambda c: -c[0].value)[:beam_width]
         pool = [b for b, _ in kept if b.finished]
         live = [
@@ -240,4 +209,4 @@ def chunk_beam_search(
         ]
         kept_values = tuple(b.value for b, _ in kept)
         chunks.append(ChunkStep(generated, len(rows), tuple(scores), kept_values, len(pool)))
-    return SearchResult(tuple(b for b, _ in kept), tuple(chunks), spent)
+    return BeamResult(tuple(b for b, _ in kept), tuple(chunks), spent)

@@ -1,54 +1,72 @@
-"""The ``hia-chain ivg`` subcommand: value-guided decoding of the local model from the shell.
+"""``hia-chain ivg``: value-guided decoding of the local model from the shell (IVG).
 
 ::
 
     hia-chain ivg "Continue this movie review: The plot" --goal sentiment=4 \\
         --guidance both --beam-width 2 --successors 2 --chunk-length 8 --beta 2 --json
 
-Thin on purpose: it parses flags, builds an :class:`IVGChatModel`, invokes it and prints. The
-final text is scored by the built-in scorers of the goal's objectives (``sentiment=4`` when no
-goal is given), so ``--json`` shows what the guidance achieved.
+It builds an :class:`~hia_chain.local.IVGChatModel` (``[local]`` extra, imported only when
+the command runs), invokes it and prints. The final text is scored by the built-in scorers of
+the goal's objectives, so ``--json`` shows what the guidance achieved.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hia_chain.errors import ConfigError, HIAError
+from hia_chain.cli.options import (
+    add_goal,
+    add_json,
+    add_sampling,
+    deprecated_alias,
+    finite,
+    objectives_epilog,
+)
+from hia_chain.errors import ConfigError
+from hia_chain.local.settings import GUIDANCE_MODES
 
-DEFAULT_GOAL = {"sentiment": 4.0}
+if TYPE_CHECKING:
+    from hia_chain.cli.options import Subparsers
 
-__all__ = ["register"]
+__all__ = ["DEFAULT_GOAL", "register", "run"]
+
+DEFAULT_GOAL: dict[str, float] = {"sentiment": 4.0}
+"""The goal when no ``--goal`` is given: very positive, the IVG paper's steering task."""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``ivg`` subcommand to a ``hia-chain`` style argparse parser."""
-    p = subparsers.add_parser(
-        "ivg", help="Decode the local model with token- and/or chunk-level value guidance (IVG)."
+def register(sub: Subparsers) -> None:
+    """Add ``ivg`` to the ``hia-chain`` subcommands."""
+    p = sub.add_parser(
+        "ivg",
+        help="Decode the local model with token- and/or chunk-level value guidance (IVG).",
+        epilog=objectives_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("prompt")
+    add_goal(p, DEFAULT_GOAL)
     p.add_argument(
-        "--goal",
-        action="append",
-        metavar="NAME=VALUE",
-        help="repeatable; 0–4 scale (default sentiment=4, the IVG paper's steering task)",
+        "--guidance",
+        choices=GUIDANCE_MODES,
+        default="both",
+        help="token: reweigh each token by its value; chunk: beam search over chunks; "
+        "both (default); none: plain sampling",
     )
-    p.add_argument("--guidance", choices=["none", "token", "chunk", "both"], default="both")
     p.add_argument("--beam-width", type=int, default=2, metavar="W", help="beams kept (default 2)")
     p.add_argument("--successors", type=int, default=2, metavar="K", help="per beam (default 2)")
     p.add_argument(
         "--chunk-length", type=int, default=30, metavar="L", help="tokens per chunk; 0 = one chunk"
     )
-    p.add_argument("--beta", type=float, default=2.0, help="token guidance strength (default 2)")
-    p.add_argument("--max-new-tokens", type=int, default=128, metavar="T")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--beta", type=finite, default=2.0, help="token guidance strength (default 2)")
+    add_sampling(p, max_tokens=128)
+    deprecated_alias(p, "--max-new-tokens", "--max-tokens", type=int)
     p.add_argument(
         "--repetition-penalty",
-        type=float,
+        type=finite,
         default=None,
         metavar="P",
         help="penalty on tokens already in the prompt or answer; 1 = off (default 1.1)",
@@ -60,35 +78,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="never repeat N tokens in a row; 0 = off (default 4)",
     )
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--model-path", default=None, help="a transformers folder (default: embedded)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--model",
+        metavar="FOLDER",
+        help="a local transformers model folder (default: the embedded SmolLM2)",
+    )
+    deprecated_alias(p, "--model-path", "--model")
+    add_json(p)
     p.set_defaults(func=run)
 
 
 def _score(text: str, goal: dict[str, float]) -> tuple[dict[str, float], float]:
     """Built-in scores of ``text`` on the goal's objectives and the euclidean reward."""
+    from hia_chain.asyncutil import run_sync
     from hia_chain.goals import get_reward_function
-    from hia_chain.local.values import run_coroutine
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 
     scores: dict[str, float] = {}
     for scorer in builtin_scorers(list(goal)):
-        scores.update(run_coroutine(lambda s=scorer: s.ascore("", [text]))[0])
+        scores.update(run_sync(functools.partial(scorer.ascore, "", [text]))[0])
     reward = get_reward_function("euclidean", list(BUILTIN_OBJECTIVES.values()))
     return scores, reward(goal, scores)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``hia-chain ivg``; errors print one line to stderr and return 2."""
-    try:
-        return _run(args)
-    except HIAError as exc:
-        print(f"hia-chain ivg: error: {exc}", file=sys.stderr)  # noqa: T201
-        return 2
+    """Execute ``hia-chain ivg``.
 
-
-def _run(args: argparse.Namespace) -> int:
+    Raises:
+        ConfigError: a bad goal or flag (exit code 2).
+    """
     from hia_chain.goals import parse_goal, validate_goal
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES
 
@@ -108,14 +126,14 @@ def _run(args: argparse.Namespace) -> int:
         if v is not None
     }
     llm = IVGChatModel(
-        model_path=args.model_path,
+        model_path=args.model,
         guidance=args.guidance,
         goal=goal,
         beta=args.beta,
         beam_width=args.beam_width,
         successors_per_beam=args.successors,
         chunk_tokens=args.chunk_length or None,
-        max_tokens=args.max_new_tokens,
+        max_tokens=args.max_tokens,
         temperature=args.temperature,
         seed=args.seed,
         **repetition,
@@ -141,10 +159,10 @@ def _run(args: argparse.Namespace) -> int:
             "seed": trace["seed"],
             "beams": trace["beams"],
         }
-        print(json.dumps(out, ensure_ascii=False))  # noqa: T201
+        print(json.dumps(out, ensure_ascii=False))
         return 0
-    print(message.text)  # noqa: T201
+    print(message.text)
     shown = ", ".join(f"{k} {v:.2f}" for k, v in scores.items())
     line = f"[{trace['guidance']}] {trace['new_tokens']} tokens in {seconds:.1f}s; {shown}"
-    print(f"{line}; reward {reward:.3f}", file=sys.stderr)  # noqa: T201
+    print(f"{line}; reward {reward:.3f}", file=sys.stderr)
     return 0

@@ -20,16 +20,20 @@ EXIT_INTERRUPTED = 130
 
 _EXTRAS = {
     "rich": "cli",
-    "langchain_openai": "serving",
-    "openai": "serving",
+    "langchain_openai": "cli",
+    "openai": "cli",
     "torch": "local",
     "transformers": "local",
-    "accelerate": "local",
     "gguf": "local",
+    "filelock": "local",
     "sentence_transformers": "embeddings",
+    "fastapi": "server",
+    "uvicorn": "server",
     "matplotlib": "bench",
+    "scipy": "bench",
     "redis": "redis",
 }
+"""A missing top-level module → the extra of pyproject.toml that installs it."""
 
 
 def check_text(value: str, what: str) -> str:

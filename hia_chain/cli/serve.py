@@ -1,23 +1,35 @@
-"""The ``hia-chain serve`` subcommand: flags → :class:`ServerConfig` → :func:`serve`."""
+"""``hia-chain serve``: flags → :class:`~hia_chain.server.config.ServerConfig` → ``serve``.
+
+The ``[server]`` extra (FastAPI, uvicorn) is imported only when the command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
+from hia_chain.cli.options import add_goal, objectives_epilog, paragraph
 from hia_chain.errors import ConfigError
-from hia_chain.goals import parse_goal
+from hia_chain.goals import REWARD_NAMES, parse_goal
+from hia_chain.search.types import SEARCHES
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from hia_chain.cli.options import Subparsers
+
+__all__ = ["register", "run"]
 
 
-def register(sub: Any) -> None:
+def register(sub: Subparsers) -> None:
     """Add ``serve`` to the ``hia-chain`` subcommands (argparse only: nothing heavy imported)."""
     p = sub.add_parser(
         "serve",
         help="An OpenAI-compatible server that aligns every request (POST /v1/chat/completions).",
-        description="Without --upstream-base-url it serves the embedded SmolLM2 in-process, "
-        "offline. The upstream API key comes from $HIA_UPSTREAM_API_KEY or $OPENAI_API_KEY.",
+        description=paragraph(
+            "Without --upstream-base-url it serves the embedded SmolLM2 in-process, offline. "
+            "The upstream API key comes from $HIA_UPSTREAM_API_KEY or $OPENAI_API_KEY."
+        ),
+        epilog=objectives_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--upstream-base-url", help="any OpenAI-compatible endpoint, e.g. http://host/v1"
@@ -31,21 +43,26 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--keys", dest="keys_path", metavar="FILE", help="API keys and their caps (JSON)"
     )
-    p.add_argument("--goal", action="append", metavar="NAME=VALUE", help="default hia.goal")
+    add_goal(p, None, without="sets hia.goal for requests that carry none (default none: a 400)")
     p.add_argument("--budget", type=int, default=2, help="default hia.budget (default 2)")
     p.add_argument("--max-budget", type=int, default=16, help="most hia.budget per request")
-    p.add_argument("--search", choices=["bon", "greedy", "beam", "sample"], default="bon")
+    p.add_argument("--search", choices=SEARCHES, default=SEARCHES[0], help="default %(default)s")
     p.add_argument(
-        "--reward", choices=["euclidean", "max_error", "goal_completion"], default="euclidean"
+        "--reward", choices=REWARD_NAMES, default=REWARD_NAMES[0], help="default %(default)s"
     )
     p.add_argument("--max-tokens", type=int, default=256, help="output bound when one is needed")
     p.add_argument("--max-retries", type=int, default=1, help="paid retries of transient errors")
     p.add_argument("--heuristic-state", metavar="FILE", help="warm start (hia-chain calibrate)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.set_defaults(func=_run)
+    p.set_defaults(func=run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Execute ``hia-chain serve`` (blocks until the server stops).
+
+    Raises:
+        ConfigError: the ``[server]`` extra is missing, or a flag is bad (named as the flag).
+    """
     from pydantic import ValidationError
 
     try:
