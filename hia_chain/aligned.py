@@ -150,7 +150,8 @@ class AlignedChatModel(BaseChatModel):
     """Proposes the candidate prompts; default: instruction templates (no model calls), with
     output-capped variants where they ask for a short answer."""
     scorers: list[ReferenceScorer] | None = Field(default=None, exclude=True)
-    """Reference scorers; default: the built-in text scorers of the objectives."""
+    """Reference scorers, in priority order: the first that measures an objective gives its
+    score (a later one is not asked for it). Default: the built-in text scorers."""
     heuristic: Heuristic | None = Field(default=None, exclude=True)
     """Stage-1 heuristic; default: an online-learned heuristic over instruction cues."""
     steps: StepPolicy | None = Field(default=None, exclude=True)
@@ -548,9 +549,20 @@ def _unbound(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
 
 
 def _own_max_tokens(model: Runnable[Any, Any]) -> int | None:
-    """The output bound the response model applies by itself, if it has one."""
-    bound = getattr(_unbound(model), "max_tokens", None)
-    return bound if isinstance(bound, int) else None
+    """The output bound the response model applies by itself, if it has one: a bound
+    ``max_tokens`` (``.bind(max_tokens=30)``; the outermost binding wins, as it does when
+    called), else the model's own field. A candidate's cap is clipped to it, never above."""
+    layer = model
+    while isinstance(layer, RunnableBinding):
+        for key in ("max_tokens", "max_completion_tokens"):
+            if isinstance(layer.kwargs.get(key), int):
+                return int(layer.kwargs[key])
+        layer = layer.bound
+    for key in ("max_tokens", "max_completion_tokens"):
+        bound = getattr(layer, key, None)
+        if isinstance(bound, int):
+            return bound
+    return None
 
 
 async def _start_chain(

@@ -6,6 +6,8 @@
   switching providers keeps the goal, budget and search unchanged.
 * :func:`response_model`: the response model the commands use: any OpenAI-compatible
   endpoint, else the embedded local model in-process.
+* :func:`ask`: send one search :class:`~hia_chain.search.types.Request` to a LangChain chat
+  model and get its :class:`~hia_chain.search.types.Response` (a responder's one call).
 * :func:`heuristic`: a stage-1 heuristic by name (``HEURISTICS``), as ``--heuristic`` and
   the benchmark's methods name them.
 """
@@ -27,10 +29,12 @@ from hia_chain.scorers.draft import DraftHeuristic
 from hia_chain.scorers.instruction import InstructionHeuristic
 from hia_chain.scorers.learned import LearnedHeuristic, ObservationStore
 from hia_chain.scorers.text import builtin_scorers
+from hia_chain.search.types import Request, Response
 
 __all__ = [
     "HEURISTICS",
     "HeuristicName",
+    "ask",
     "heuristic",
     "init_aligned_chat_model",
     "learned_heuristic",
@@ -100,7 +104,7 @@ def response_model(
         base_url: The endpoint, e.g. ``http://127.0.0.1:8000/v1``.
         model: The model name to ask for there; required with ``base_url``.
         temperature: Sampling temperature.
-        max_tokens: Output cap per call.
+        max_tokens: Output cap per call (default: the model's own; 256 for the embedded one).
         seed: Sampling seed, where the server honours one.
         timeout: Seconds per request at the endpoint (default: the client's).
 
@@ -124,8 +128,26 @@ def response_model(
         )
     from hia_chain.local import LocalChatModel
 
-    local: BaseChatModel = LocalChatModel(temperature=temperature, max_tokens=max_tokens, seed=seed)
+    # unset options keep LocalChatModel's defaults (its max_tokens is an int, never None)
+    options: dict[str, Any] = {"temperature": temperature, "seed": seed}
+    if max_tokens is not None:
+        options["max_tokens"] = max_tokens
+    local: BaseChatModel = LocalChatModel(**options)
     return local
+
+
+async def ask(llm: BaseChatModel, request: Request, **extra: Any) -> Response:
+    """Send ``request`` (its messages and output cap) to ``llm`` and return its :class:`Response`.
+
+    ``functools.partial(ask, llm)`` is a :data:`~hia_chain.search.types.Responder`.
+
+    Args:
+        llm: Any LangChain chat model.
+        request: The user's turn, the system instruction and the output cap to send.
+        **extra: More keywords for the call (e.g. ``seed=``).
+    """
+    message = await llm.ainvoke(request.messages(), **extra, **request.model_kwargs())
+    return Response.from_message(message)
 
 
 def heuristic(

@@ -7,8 +7,8 @@ step. The mode picks what the answer keeps; the whole trace is still reported to
 
 * ``full``: everything, every candidate with its prompt, scores and answer.
 * ``summary``: the settings, goal, scores, usage and flags; candidates only counted.
-* ``none``: only the flags an agent acts on: calls, ``budget_exhausted``, ``stopped`` and
-  the step policy.
+* ``none``: only the flags an agent acts on: calls, ``budget_exhausted``, ``stopped`` (and
+  its ``stop_detail``) and the step policy.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ __all__ = ["TRACE_MODES", "TraceMode", "shape_trace"]
 
 TraceMode = Literal["full", "summary", "none"]
 TRACE_MODES: tuple[TraceMode, ...] = ("full", "summary", "none")
-_FLAGS = ("calls", "budget", "budget_exhausted", "stopped", "agent")
+_FLAGS = ("calls", "budget", "budget_exhausted", "stopped", "stop_detail", "agent")
 
 
 def shape_trace(trace: dict[str, Any], mode: str) -> dict[str, Any]:

@@ -13,7 +13,9 @@ The ceiling is an *expected-reward* oracle: every first-round candidate is sampl
 ``oracle_samples`` times (``oracle.csv``: one row per candidate and pass). The best single
 sample of eight is partly luck; the candidate with the best mean reward is what a perfect
 predictor could pick, and the mean over candidates is what a random pick gets on average.
-Each run's ``chosen`` prompt lets the report look up the expected reward of a filter's pick.
+Each run's ``chosen`` candidate lets the report look up the expected reward of a filter's
+pick. Candidates are keyed by :attr:`~hia_chain.search.types.Candidate.text`, so a capped or
+system-placed variant is never merged with its twin.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ RESULT_FIELDS = [
     "error",
     "chosen",
 ]
-ORACLE_FIELDS = ["item", "pass", "reward_function", "prompt", "reward", "scores"]
+ORACLE_FIELDS = ["item", "pass", "reward_function", "candidate", "reward", "scores"]
 PRED_FIELDS = [
     "item",
     "method",
@@ -65,7 +67,7 @@ PRED_FIELDS = [
     "objective",
     "predicted",
     "measured",
-    "prompt",
+    "candidate",
 ]
 
 
@@ -245,7 +247,7 @@ async def _oracle_pass(
                 "item": item.key,
                 "pass": r,
                 "reward_function": name,
-                "prompt": c.prompt,
+                "candidate": c.text,
                 "reward": fn(item.goal, c.measured),
                 "scores": json.dumps(c.measured),
             }
@@ -299,7 +301,7 @@ def _rows(
                 calls=result.calls,
                 tokens=usage["total_tokens"],
                 seconds=round(seconds, 3),
-                chosen=best.prompt,
+                chosen=best.text,
             )
         )
     return rows
@@ -330,7 +332,7 @@ def _pred_rows(
                     "objective": name,
                     "predicted": c.predicted.get(name),
                     "measured": value,
-                    "prompt": c.prompt,
+                    "candidate": c.text,
                 }
             )
     return rows

@@ -3,7 +3,7 @@
 ``python -m hia_chain.bench.ivg_speed`` prints two tables:
 
 * **speed** — the same prompts and the same number of new tokens (end-of-sequence is
-  suppressed so every method writes exactly ``--max-new-tokens``) for plain
+  suppressed so every method writes exactly ``--max-tokens``) for plain
   ``model.generate``, the package's loop without guidance, token-level guidance, chunk-level
   search (W = K = 2 and 4, L = 5 and 30) and IVG. Each method's answer tokens/s is shown as a
   slowdown ratio to plain ``generate`` on the same prompt (batch 1), next to the *ideal* ratio:
@@ -391,11 +391,16 @@ def _print_sentiment(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: speed table, and the sentiment table with ``--sentiment``."""
+    from hia_chain.cli.options import deprecated_alias
+
     parser = argparse.ArgumentParser(
         prog="python -m hia_chain.bench.ivg_speed", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--prompts", type=int, default=2, help="speed prompts (max 3)")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument(
+        "--max-tokens", type=int, default=32, metavar="N", help="new tokens per answer"
+    )
+    deprecated_alias(parser, "--max-new-tokens", "--max-tokens", type=int)  # the old spelling
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-speed", action="store_true")
@@ -407,17 +412,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_speed:
         rows = run_speed(
             _PROMPTS[: args.prompts],
-            max_new_tokens=args.max_new_tokens,
+            max_new_tokens=args.max_tokens,
             repeats=args.repeats,
             threads=args.threads,
         )
-        _print_speed(rows, args.max_new_tokens, args.prompts, args.repeats)
+        _print_speed(rows, args.max_tokens, args.prompts, args.repeats)
         results["speed"] = rows
     if args.sentiment:
         import torch
 
         torch.set_num_threads(args.threads)
-        rows = sentiment_steering(args.sentiment_prompts, max_new_tokens=args.max_new_tokens)
+        rows = sentiment_steering(args.sentiment_prompts, max_new_tokens=args.max_tokens)
         _print_sentiment(rows)
         results["sentiment"] = rows
     if args.json:

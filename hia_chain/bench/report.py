@@ -197,7 +197,7 @@ def _samples(out: Path, fn: str = "euclidean") -> dict[str, dict[str, dict[int, 
     found: dict[str, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in _load(path):
         if r["reward_function"] == fn:
-            found[r["item"]][r["prompt"]][int(r["pass"])] = float(r["reward"])
+            found[r["item"]][r["candidate"]][int(r["pass"])] = float(r["reward"])
     return found
 
 
@@ -259,12 +259,12 @@ def _captured(
     for m in methods:
         picks, gains, spans = [], [], []
         for item, e in expected.items():
-            prompt = chosen.get((item, m))
-            if prompt is None or prompt not in e:
+            pick = chosen.get((item, m))
+            if pick is None or pick not in e:
                 continue
             rand = statistics.fmean(e.values())
-            picks.append(e[prompt])
-            gains.append(e[prompt] - rand)
+            picks.append(e[pick])
+            gains.append(e[pick] - rand)
             spans.append(max(e.values()) - rand)
         if picks:
             point, low, high = ratio_ci(gains, spans)
@@ -302,7 +302,7 @@ def _rho(
         if means is None:
             target = float(p["measured"])
         else:
-            found = means.get((p["item"], p.get("prompt", "")), {})
+            found = means.get((p["item"], p.get("candidate", "")), {})
             if p["objective"] not in found:
                 continue
             target = found[p["objective"]]
@@ -313,7 +313,7 @@ def _rho(
 
 
 def _mean_scores(out: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """Per (item, candidate prompt), each objective's mean over the oracle's samples."""
+    """Per (item, candidate text), each objective's mean over the oracle's samples."""
     path = out / "oracle.csv"
     if not path.exists():
         return {}
@@ -321,7 +321,7 @@ def _mean_scores(out: Path) -> dict[tuple[str, str], dict[str, float]]:
     for r in _load(path):
         if r["reward_function"] == "euclidean":
             for name, value in json.loads(r["scores"]).items():
-                samples[(r["item"], r["prompt"])][name].append(float(value))
+                samples[(r["item"], r["candidate"])][name].append(float(value))
     return {k: {n: statistics.fmean(v) for n, v in by.items()} for k, by in samples.items()}
 
 

@@ -1,10 +1,12 @@
 """Shared responses across methods: common random numbers for a fair, cheaper comparison.
 
-The k-th time any method sends prompt P for an item, it gets the same sampled answer (the
-server is asked with a seed derived from (P, k)). Methods are then compared on identical
-samples, which removes sampling noise from the differences, and a prompt several methods
-send is generated once. Every method's calls, tokens and budget are counted as if it made
-each call itself.
+The k-th time any method sends request P (prompt, system instruction, output cap) for an
+item, it gets the same sampled answer. The server is asked with a seed derived from P's
+messages and k, not its cap, so a capped variant's answer is (with a per-request seed) the
+truncation of its uncapped twin's: the cap is compared with everything else held fixed.
+Methods are then compared on identical samples, which removes sampling noise from the
+differences, and a request several methods send is generated once. Every method's calls,
+tokens and budget are counted as if it made each call itself.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 import anyio
 from langchain_core.language_models import BaseChatModel
 
+from hia_chain.factory import ask
 from hia_chain.instructions import candidate_text
 from hia_chain.search.types import Request, Responder, Response
 
@@ -37,9 +40,9 @@ class SharedResponses:
         self._locks: dict[tuple[Request, int], anyio.Lock] = {}
 
     def responder(self, offset: int = 0) -> Responder:
-        """A responder for one method run (it counts its own occurrences of each prompt).
+        """A responder for one method run (it counts its own occurrences of each request).
 
-        ``offset`` starts every prompt's count there: the expected-reward oracle's r-th pass
+        ``offset`` starts every request's count there: the expected-reward oracle's r-th pass
         over the first-round candidates takes the r-th sample of each, not the first again.
         """
         seen: Counter[Request] = Counter()
@@ -50,13 +53,9 @@ class SharedResponses:
             lock = self._locks.setdefault(key, anyio.Lock())
             async with lock:
                 if key not in self._cache:
-                    text = candidate_text(request.prompt, request.system, request.max_tokens)
-                    message = await self.llm.ainvoke(
-                        request.messages(),
-                        seed=_seed(text, key[1], self.seed),
-                        **request.model_kwargs(),
-                    )
-                    self._cache[key] = Response.from_message(message)
+                    text = candidate_text(request.prompt, request.system)
+                    seed = _seed(text, key[1], self.seed)
+                    self._cache[key] = await ask(self.llm, request, seed=seed)
                     self.generated += 1
                 return self._cache[key]
 

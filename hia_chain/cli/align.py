@@ -26,7 +26,7 @@ from hia_chain.cli.options import (
 )
 from hia_chain.factory import HEURISTICS
 from hia_chain.goals import REWARD_NAMES, parse_goal
-from hia_chain.search.types import FILTERS, SEARCHES
+from hia_chain.search.types import FILTERS, SEARCHES, SearchSettings
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -58,13 +58,18 @@ def register(sub: Subparsers) -> None:
     )
     p.add_argument("prompt")
     add_goal(p, DEFAULT_GOAL)
+    library = SearchSettings()  # every default below is the library's own
     p.add_argument(
-        "--budget", type=int, default=2, metavar="N", help="response-model calls (default 2)"
+        "--budget",
+        type=int,
+        default=library.budget,
+        metavar="N",
+        help="response-model calls (default %(default)s)",
     )
-    p.add_argument("--search", choices=SEARCHES, default=SEARCHES[0], help="default %(default)s")
-    p.add_argument("--filter", choices=FILTERS, default=FILTERS[0], help="default %(default)s")
+    p.add_argument("--search", choices=SEARCHES, default=library.search, help="default %(default)s")
+    p.add_argument("--filter", choices=FILTERS, default=library.filter, help="default %(default)s")
     p.add_argument(
-        "--reward", choices=REWARD_NAMES, default=REWARD_NAMES[0], help="default %(default)s"
+        "--reward", choices=REWARD_NAMES, default=library.reward, help="default %(default)s"
     )
     p.add_argument(
         "--heuristic",
@@ -185,6 +190,9 @@ _CANDIDATE_KEYS = (
     "round",
     "origin",
     "prompt",
+    "placement",
+    "system",
+    "max_tokens",
     "rejected",
     "predicted",
     "predicted_reward",
@@ -197,7 +205,8 @@ _CANDIDATE_KEYS = (
 
 def as_json(prompt: str, answer: str, trace: dict[str, Any], seconds: float) -> dict[str, Any]:
     """What ``--json`` prints: the answer, the chosen candidate's id, and every candidate with
-    its id, prompt, predicted scores and reward, answer and measured scores and reward."""
+    its id, prompt, system instruction and output cap, predicted scores and reward, answer
+    and measured scores and reward."""
     return {
         "prompt": prompt,
         "answer": answer,

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from typing import TYPE_CHECKING
 
@@ -42,9 +43,8 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from hia_chain.calibration import calibrate
-    from hia_chain.factory import learned_heuristic, response_model
+    from hia_chain.factory import ask, learned_heuristic, response_model
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
-    from hia_chain.search.types import Request, Response
 
     if args.calls < 1:
         raise ConfigError("--calls must be >= 1.")
@@ -58,17 +58,13 @@ def run(args: argparse.Namespace) -> int:
     )
     heuristic = learned_heuristic(objectives)
 
-    async def respond(request: Request) -> Response:
-        message = await llm.ainvoke(request.messages(), **request.model_kwargs())
-        return Response.from_message(message)
-
     def progress(done: int, total: int) -> None:
         print(f"\rcalibrate: {done}/{total} calls", end="", file=sys.stderr, flush=True)
 
     report = anyio.run(
         lambda: calibrate(
             heuristic,
-            respond,
+            functools.partial(ask, llm),
             objectives,
             builtin_scorers(list(BUILTIN_OBJECTIVES)),
             calls=args.calls,

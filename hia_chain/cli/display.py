@@ -1,9 +1,10 @@
 """What ``hia-chain align`` shows a person: live progress, then the prompt, the candidates and
 the answer.
 
-Laid out to fit an 80-column terminal: the instructions a candidate adds and why it was
-rejected wrap at word boundaries in their own columns, scores show only the goal's objectives
-(in the goal's order), and text from the prompt or the model is never read as rich markup.
+Laid out to fit an 80-column terminal: the instructions a candidate adds (``[system] ...``
+when sent as a system message, ``≤N tok`` when it caps the output) and why it was rejected
+wrap at word boundaries in their own columns, scores show only the goal's objectives (in the
+goal's order), and text from the prompt or the model is never read as rich markup.
 """
 
 from __future__ import annotations
@@ -86,10 +87,18 @@ def _scores(scores: dict[str, float] | None, names: list[str]) -> str:
 
 
 def _added(candidate: dict[str, Any], original: str) -> str:
-    if candidate["origin"] == "original":
-        return "(the prompt as written)"
-    added = added_text(original, candidate["prompt"]) if original else candidate["prompt"]
-    return _shorten(added, _ADDED_CHARS) or "(the prompt as written)"
+    """What a candidate changes: the words it adds to the user's turn, ``[system] ...`` for an
+    instruction sent as a system message, and ``≤N tok`` for its own output cap, so a capped
+    variant and its uncapped twin are told apart."""
+    parts = []
+    if candidate.get("system"):
+        parts.append(f"[system] {candidate['system']}")
+    if candidate["origin"] != "original" and candidate["prompt"] != original:
+        parts.append(added_text(original, candidate["prompt"]) if original else candidate["prompt"])
+    cap = candidate.get("max_tokens")
+    marker = "" if cap is None else f" ≤{cap} tok"
+    shown = _shorten(" ".join(p for p in parts if p), _ADDED_CHARS - len(marker))
+    return (shown or "(the prompt as written)") + marker
 
 
 def _why_not(candidate: dict[str, Any]) -> str:

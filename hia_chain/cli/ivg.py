@@ -88,15 +88,17 @@ def register(sub: Subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _score(text: str, goal: dict[str, float]) -> tuple[dict[str, float], float]:
-    """Built-in scores of ``text`` on the goal's objectives and the euclidean reward."""
+def _score(prompt: str, text: str, goal: dict[str, float]) -> tuple[dict[str, float], float]:
+    """Built-in scores of the answer ``text`` to ``prompt`` on the goal's objectives, and the
+    euclidean reward."""
     from hia_chain.asyncutil import run_sync
     from hia_chain.goals import get_reward_function
+    from hia_chain.scorers import score_responses
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 
-    scores: dict[str, float] = {}
-    for scorer in builtin_scorers(list(goal)):
-        scores.update(run_sync(functools.partial(scorer.ascore, "", [text]))[0])
+    scorers = builtin_scorers(list(goal))
+    merged = run_sync(functools.partial(score_responses, scorers, prompt, [text]))
+    scores = merged.rows[0] or {}  # None only when a scorer's budget ran out: these have none
     reward = get_reward_function("euclidean", list(BUILTIN_OBJECTIVES.values()))
     return scores, reward(goal, scores)
 
@@ -142,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     message = llm.invoke(args.prompt)
     seconds = time.perf_counter() - started
     trace: dict[str, Any] = message.response_metadata["ivg"]
-    scores, reward = _score(message.text, goal)
+    scores, reward = _score(args.prompt, message.text, goal)
     if args.json:
         out = {
             "text": message.text,

@@ -1,8 +1,12 @@
 """Flags that several subcommands share, spelled and explained once.
 
-``--goal``, ``--max-tokens``, ``--temperature``, ``--seed``, ``--base-url``/``--model`` and
-``--json`` mean the same in ``align``, ``calibrate``, ``ivg``, ``serve`` and ``bench``; the
-objective names and levels in the help come from the built-in objectives themselves.
+A flag that several subcommands take has one spelling in all of them, but not every
+subcommand takes every flag: ``--goal`` is in ``align``, ``ivg`` and ``serve`` (``bench``
+sets its own goals); ``--max-tokens``, ``--temperature`` and ``--seed`` in the commands that
+sample; ``--base-url``/``--model`` in ``align``, ``calibrate`` and ``bench`` (``ivg``'s
+``--model`` is a local folder, and ``serve`` names its endpoint ``--upstream-base-url`` and
+``--upstream-model``); ``--json`` in ``align`` and ``ivg``. The objective names and levels in
+the help come from the built-in objectives themselves.
 """
 
 from __future__ import annotations

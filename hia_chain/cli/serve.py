@@ -6,17 +6,23 @@ The ``[server]`` extra (FastAPI, uvicorn) is imported only when the command runs
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hia_chain.cli.options import add_goal, objectives_epilog, paragraph
 from hia_chain.errors import ConfigError
 from hia_chain.goals import REWARD_NAMES, parse_goal
 from hia_chain.search.types import SEARCHES
+from hia_chain.server.config import ServerConfig  # pydantic only: no [server] extra needed
 
 if TYPE_CHECKING:
     from hia_chain.cli.options import Subparsers
 
 __all__ = ["register", "run"]
+
+
+def _default(name: str) -> Any:
+    """ServerConfig's default for ``name``: each flag's default is the configuration's own."""
+    return ServerConfig.model_fields[name].default
 
 
 def register(sub: Subparsers) -> None:
@@ -35,25 +41,62 @@ def register(sub: Subparsers) -> None:
         "--upstream-base-url", help="any OpenAI-compatible endpoint, e.g. http://host/v1"
     )
     p.add_argument("--upstream-model", help="the model to ask for at --upstream-base-url")
-    p.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per call")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    p.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=_default("upstream_timeout"),
+        help="seconds per call (default %(default)s)",
+    )
+    p.add_argument("--host", default=_default("host"), help="default %(default)s")
+    p.add_argument("--port", type=int, default=_default("port"), help="default %(default)s")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=_default("workers"),
+        help="uvicorn worker processes (default %(default)s)",
+    )
     p.add_argument("--redis-url", help="share key budgets and learned heuristics (workers > 1)")
     p.add_argument(
         "--keys", dest="keys_path", metavar="FILE", help="API keys and their caps (JSON)"
     )
     add_goal(p, None, without="sets hia.goal for requests that carry none (default none: a 400)")
-    p.add_argument("--budget", type=int, default=2, help="default hia.budget (default 2)")
-    p.add_argument("--max-budget", type=int, default=16, help="most hia.budget per request")
-    p.add_argument("--search", choices=SEARCHES, default=SEARCHES[0], help="default %(default)s")
     p.add_argument(
-        "--reward", choices=REWARD_NAMES, default=REWARD_NAMES[0], help="default %(default)s"
+        "--budget",
+        type=int,
+        default=_default("budget"),
+        help="default hia.budget (default %(default)s)",
     )
-    p.add_argument("--max-tokens", type=int, default=256, help="output bound when one is needed")
-    p.add_argument("--max-retries", type=int, default=1, help="paid retries of transient errors")
+    p.add_argument(
+        "--max-budget",
+        type=int,
+        default=_default("max_budget"),
+        help="most hia.budget per request (default %(default)s)",
+    )
+    p.add_argument(
+        "--search", choices=SEARCHES, default=_default("search"), help="default %(default)s"
+    )
+    p.add_argument(
+        "--reward", choices=REWARD_NAMES, default=_default("reward"), help="default %(default)s"
+    )
+    p.add_argument(
+        "--max-tokens",
+        type=int,
+        default=_default("max_tokens"),
+        help="output bound when one is needed (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-retries",
+        type=int,
+        default=_default("max_retries"),
+        help="paid retries of transient errors (default %(default)s)",
+    )
     p.add_argument("--heuristic-state", metavar="FILE", help="warm start (hia-chain calibrate)")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default=_default("log_level"),
+        choices=["debug", "info", "warning", "error"],
+        help="default %(default)s",
+    )
     p.set_defaults(func=run)
 
 
@@ -66,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     try:
-        from hia_chain.server.config import ServerConfig
         from hia_chain.server.launch import serve
     except ImportError as exc:  # fastapi / uvicorn missing
         msg = f"`hia-chain serve` needs the server extra: pip install 'hia-chain[server]' ({exc})."

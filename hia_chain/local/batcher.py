@@ -11,7 +11,10 @@ one instead of running beside it.
 
 Sync callers block in :meth:`MicroBatcher.submit`; async callers await
 :meth:`MicroBatcher.asubmit`, whose batch runs on a thread of its own so the event loop stays
-free. Knows nothing of models: it is handed the function that runs one batch.
+free. Work that must not run beside a batch but cannot join one (a stream decoding token by
+token) holds :meth:`MicroBatcher.exclusive` instead. The engine lock is taken in arrival order,
+so a stream that takes it once per token cannot starve a waiting batch, nor a batch a stream.
+Knows nothing of models: it is handed the function that runs one batch.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -38,6 +42,44 @@ class _Request(Generic[K, T, R]):
     future: concurrent.futures.Future[R] = field(default_factory=concurrent.futures.Future)
 
 
+class _FairLock:
+    """A lock taken in arrival order. ``threading.Lock`` promises no order: the thread that
+    just released it may take it again before a waiter wakes, so a stream taking it once per
+    token could keep a batch waiting for many tokens.
+
+    A waiter interrupted before its turn (``KeyboardInterrupt``) gives its turn up.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next = 0  # the ticket the next arrival takes
+        self._serving = 0  # the ticket that holds the lock, or may take it now
+        self._abandoned: set[int] = set()
+
+    def __enter__(self) -> None:
+        with self._cond:
+            ticket, self._next = self._next, self._next + 1
+            try:
+                while ticket != self._serving:
+                    self._cond.wait()
+            except BaseException:
+                self._abandoned.add(ticket)
+                self._skip_abandoned()
+                raise
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._serving += 1
+            self._skip_abandoned()
+
+    def _skip_abandoned(self) -> None:
+        """Pass the turn over tickets whose holders left, and wake the waiters (lock held)."""
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cond.notify_all()
+
+
 class MicroBatcher(Generic[K, T, R]):
     """Collects concurrent requests and runs them as batches, one batch at a time.
 
@@ -48,7 +90,7 @@ class MicroBatcher(Generic[K, T, R]):
 
     def __init__(self, run: Callable[[K, list[T]], list[R]]) -> None:
         self._run = run
-        self._engine = threading.Lock()  # one batch at a time
+        self._engine = _FairLock()  # one batch (or exclusive block) at a time
         self._queue_lock = threading.Lock()
         self._queue: list[_Request[K, T, R]] = []
         self._leading = False  # a leader is waiting to take the queue
@@ -89,6 +131,18 @@ class MicroBatcher(Generic[K, T, R]):
         """
         with self._engine:
             return self._run(key, [item])[0]
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Hold the engine: no batch runs until the block ends, and the block waits for a
+        running batch. Waiters (batches, :meth:`run_alone`, other blocks) go in arrival order.
+
+        For work on the same weights that cannot join a batch, e.g. a stream. Keep blocks short
+        (one decoding step, not a whole stream): every batch waits while one is held, and code
+        inside that calls :meth:`submit` on this batcher deadlocks.
+        """
+        with self._engine:
+            yield
 
     def _enqueue(self, key: K, item: T) -> tuple[_Request[K, T, R], bool]:
         """Queue one request; True when it is the leader of the next batch."""

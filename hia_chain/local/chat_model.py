@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -36,11 +36,24 @@ __all__ = ["LocalChatModel"]
 
 @dataclass(frozen=True)
 class _Call:
-    """What requests must share to be decoded in one batch."""
+    """What requests must share to be decoded in one batch: sampling, stop strings and seed.
+
+    Not the length: each :class:`_Job` keeps its own ``max_tokens`` and its row stops there, so
+    the capped and uncapped candidates of one HIA round still share a forward pass.
+    """
 
     settings: DecodeSettings
+    """The call's sampling; ``max_tokens`` is always the model's own (see ``_Job``)."""
     stop: tuple[str, ...]
     seed: int | None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request of a batch: its conversation and its own token cap."""
+
+    messages: list[BaseMessage]
+    max_tokens: int
 
 
 class LocalChatModel(BaseLocalChatModel):
@@ -49,8 +62,23 @@ class LocalChatModel(BaseLocalChatModel):
     Concurrent calls are batched automatically: requests that arrive within ``batch_window``
     seconds of each other (``abatch`` or ``batch``, a round of HIA calls, a draft batch) are
     padded on the left and decoded together, with each request's callbacks still firing on its
-    own. Requests with the same settings and seed share one batch and one generator, so a
-    seeded answer repeats exactly when the batch does.
+    own. Requests with the same sampling settings, stop strings and seed share one batch, each
+    row stopping at its own ``max_tokens``.
+
+    A seed fixes an answer only together with the batch it lands in, and which concurrent
+    requests share that batch depends on timing (who arrives within ``batch_window``). The
+    rows of a batch draw from one generator, so a row's random numbers depend on how many rows
+    the batch has, in which order, and for how many steps it runs; and left padding to the
+    longest prompt of the batch changes the logits in their last bits, which can flip a close
+    sample (or even an argmax tie). A seeded call made alone (``invoke`` with no other call in
+    flight, or ``stream``) repeats exactly; the same seed inside a ``batch`` or a round of
+    concurrent calls may give another answer when the company changes.
+
+    A stream cannot join a batch (it decodes one token at a time for its reader), but it never
+    decodes beside one either: it takes the batcher's engine lock for each token and releases
+    it while the reader handles the piece. So a slow reader, or one that calls this model
+    between pieces, blocks nothing; the cost is that a stream started while a batch runs waits
+    for that batch, and its next token may wait for a batch that started in between.
 
     Example:
         .. code-block:: python
@@ -64,7 +92,7 @@ class LocalChatModel(BaseLocalChatModel):
     batch_window: float = 0.01
     """Seconds the first of several concurrent calls waits for others to batch with."""
 
-    _batcher: MicroBatcher[_Call, list[BaseMessage], Generated] = PrivateAttr()
+    _batcher: MicroBatcher[_Call, _Job, Generated] = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -99,18 +127,34 @@ class LocalChatModel(BaseLocalChatModel):
             top_p=given.get("top_p", self.top_p),
         )
 
-    def _call(self, stop: list[str] | None, kwargs: dict[str, Any]) -> _Call:
-        seed = kwargs.get("seed", self.seed)
-        return _Call(self.decode_settings(**kwargs), self._stop(stop), seed)
+    def _call(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[_Call, _Job]:
+        """The call's batch key and its job (its own ``max_tokens`` kept out of the key)."""
+        settings = self.decode_settings(**kwargs)
+        key = _Call(
+            replace(settings, max_tokens=self.max_tokens),
+            self._stop(stop),
+            kwargs.get("seed", self.seed),
+        )
+        return key, _Job(messages, settings.max_tokens)
 
-    def _decoder(self, conversations: list[list[BaseMessage]], call: _Call) -> TextDecoder:
+    def _decoder(self, call: _Call, jobs: list[_Job]) -> TextDecoder:
         model, tok = self.load_weights()
-        prompts = [chat_ids(tok, conversation(m)) for m in conversations]
+        prompts = [chat_ids(tok, conversation(j.messages)) for j in jobs]
         generator, _ = seeded_generator(model_device(model), call.seed)
-        return TextDecoder(model, tok, prompts, call.settings, stop=call.stop, generator=generator)
+        return TextDecoder(
+            model,
+            tok,
+            prompts,
+            call.settings,
+            max_tokens=[j.max_tokens for j in jobs],
+            stop=call.stop,
+            generator=generator,
+        )
 
-    def _run_batch(self, call: _Call, conversations: list[list[BaseMessage]]) -> list[Generated]:
-        return self._decoder(conversations, call).run()
+    def _run_batch(self, call: _Call, jobs: list[_Job]) -> list[Generated]:
+        return self._decoder(call, jobs).run()
 
     def _result(self, g: Generated) -> ChatResult:
         message = AIMessage(
@@ -129,13 +173,13 @@ class LocalChatModel(BaseLocalChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = self._call(stop, kwargs)
+        call, job = self._call(messages, stop, kwargs)
         try:
             asyncio.get_running_loop()
         except RuntimeError:  # `batch` calls from worker threads join this one
-            return self._result(self._batcher.submit(call, messages, window=self.batch_window))
+            return self._result(self._batcher.submit(call, job, window=self.batch_window))
         # on an event loop's thread: waiting on a batch led there would deadlock
-        return self._result(self._batcher.run_alone(call, messages))
+        return self._result(self._batcher.run_alone(call, job))
 
     async def _agenerate(
         self,
@@ -144,8 +188,8 @@ class LocalChatModel(BaseLocalChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        call = self._call(stop, kwargs)
-        return self._result(await self._batcher.asubmit(call, messages, window=self.batch_window))
+        call, job = self._call(messages, stop, kwargs)
+        return self._result(await self._batcher.asubmit(call, job, window=self.batch_window))
 
     def _stream(
         self,
@@ -156,11 +200,15 @@ class LocalChatModel(BaseLocalChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         """Text as it is decoded; usage and finish reason in the last chunk.
 
-        Joined, the chunks equal what ``invoke`` returns for the same seed: text that may
-        start a stop string is held back until the next token settles it.
+        Joined, the chunks equal what ``invoke`` alone returns for the same seed: text a later
+        token could change (a possible stop string's start, ...) is held back until settled.
+        The prompt's forward pass and each token's run under the batcher's engine lock, never
+        beside a batch; the lock is free while this generator waits for its reader.
         """
-        decoder = self._decoder([messages], self._call(stop, kwargs))
-        for piece in stream_text(decoder):
+        call, job = self._call(messages, stop, kwargs)
+        with self._batcher.exclusive():
+            decoder = self._decoder(call, [job])
+        for piece in stream_text(decoder, guard=self._batcher.exclusive):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)

@@ -10,14 +10,17 @@ positions, one cached forward pass per token). The limit: the random streams dif
 reproduces this package's answer, not the one ``generate`` would give after
 ``torch.manual_seed`` with the same seed.
 
-Stop strings are checked after every token, so a row stops decoding (and counting tokens) as
-soon as one appears; :func:`cut_at_stop` is the one place where text is cut at a stop string
-and given its finish reason, for batches, streams and ``IVGChatModel`` alike.
+Each row of a batch has its own token cap (the batch runs until its largest), so requests that
+differ only in ``max_tokens`` still share a forward pass. Stop strings are checked after every
+token, so a row stops decoding (and counting tokens) as soon as one appears;
+:func:`cut_at_stop` is the one place where text is cut at a stop string and given its finish
+reason, for batches, streams and ``IVGChatModel`` alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +45,7 @@ class Generated:
     output_tokens: int
     """Tokens decoded for this answer, its end token included."""
     finish_reason: str
-    """``"stop"`` (an end token or a stop string) or ``"length"`` (``max_tokens`` reached)."""
+    """``"stop"`` (an end token or a stop string) or ``"length"`` (the row's cap reached)."""
 
 
 def _stop_at(text: str, stop: Sequence[str]) -> int | None:
@@ -68,30 +71,48 @@ def cut_at_stop(text: str, stop: Sequence[str], ended: bool) -> tuple[str, str]:
     return text, "stop" if ended else "length"
 
 
+_CLEANUP_REACH = 4
+"""Tokenization clean-up (transformers' ``clean_up_tokenization``, the WordPiece decoder's
+``cleanup``) rewrites a space and at most the 3 characters after it (`` n't`` → ``n't``,
+`` .`` → ``.``): a later token can change a text's last space if fewer than 4 characters
+follow it."""
+
+
 def _settled(text: str, stop: Sequence[str]) -> str:
     """The part of a growing text that no later token can change: without a trailing
-    incomplete character (``\\ufffd``) or a suffix that may be the start of a stop string."""
+    incomplete character (``\\ufffd``), a suffix that may be the start of a stop string, or a
+    last space that tokenization clean-up may still remove (with what follows it)."""
     text = text.rstrip("\ufffd")
     held = max(
         (n for s in stop for n in range(1, len(s)) if text.endswith(s[:n])),
         default=0,
     )
+    space = text.rfind(" ")
+    if space >= 0 and len(text) - space <= _CLEANUP_REACH:
+        held = max(held, len(text) - space)
     return text[: len(text) - held]
 
 
 class TextDecoder:
     """Decodes a batch of prompts one token per row per :meth:`step`.
 
-    Each row stops at an end token, at a stop string, or after ``settings.max_tokens``.
-    Finished rows stay in the batch but only emit padding (and are no longer counted).
+    Each row stops at an end token, at a stop string, or at its own token cap; the batch steps
+    until no row is live. Finished rows stay in the batch but only emit padding (and are no
+    longer counted).
 
     Args:
         model: a transformers causal LM.
         tokenizer: its tokenizer.
         prompts: token ids per row (chat template applied), left-padded here.
-        settings: sampling and length (beam settings are ignored: one row per prompt).
+        settings: sampling, and the length when ``max_tokens`` is not given (beam settings are
+            ignored: one row per prompt).
+        max_tokens: each row's token cap, in prompt order; default ``settings.max_tokens`` for
+            every row.
         stop: stop strings, checked on each row's decoded text after every token.
         generator: the random source for sampling (unused when greedy).
+
+    Raises:
+        ValueError: ``max_tokens`` has not one integer >= 1 per prompt.
     """
 
     def __init__(
@@ -101,9 +122,16 @@ class TextDecoder:
         prompts: Sequence[Sequence[int]],
         settings: DecodeSettings,
         *,
+        max_tokens: Sequence[int] | None = None,
         stop: Sequence[str] = (),
         generator: torch.Generator | None = None,
     ) -> None:
+        caps = [settings.max_tokens] * len(prompts) if max_tokens is None else list(max_tokens)
+        if len(caps) != len(prompts) or not all(isinstance(c, int) and c >= 1 for c in caps):
+            msg = f"max_tokens needs one integer >= 1 per prompt ({len(prompts)}), got {caps!r}"
+            raise ValueError(msg)
+        self.caps = caps
+        """Each row's token cap."""
         self.tokenizer, self.settings, self.stop = tokenizer, settings, tuple(stop)
         self.generator = generator
         self._pad, self._vocab = pad_token_id(tokenizer), real_vocab_size(tokenizer)
@@ -118,9 +146,7 @@ class TextDecoder:
 
     def live(self, row: int) -> bool:
         """The row may still grow."""
-        return (
-            not (self._ended[row] or self._stopped[row]) and self._steps < self.settings.max_tokens
-        )
+        return not (self._ended[row] or self._stopped[row]) and self._steps < self.caps[row]
 
     def step(self) -> bool:
         """Decode one more token for every live row; False (and nothing done) when none is."""
@@ -128,6 +154,8 @@ class TextDecoder:
         if not any(live):
             return False
         self._steps += 1
+        # skip the forward pass after this token when no row will want another
+        more = any(x and self._steps < cap for x, cap in zip(live, self.caps, strict=True))
         out = guided_decode(
             self._stream,
             None,
@@ -139,7 +167,7 @@ class TextDecoder:
             generator=self.generator,
             finished=torch.tensor([not x for x in live], device=self._stream.ids.device),
             sample=self.settings.sample,
-            feed_last=self._steps < self.settings.max_tokens,
+            feed_last=more,
         )
         new, ended = out.tokens[:, 0].tolist(), out.finished.tolist()
         for r in (r for r, x in enumerate(live) if x):
@@ -169,18 +197,39 @@ class TextDecoder:
         return [self.result(r) for r in range(len(self.tokens))]
 
 
-def stream_text(decoder: TextDecoder, row: int = 0) -> Iterator[str]:
+def stream_text(
+    decoder: TextDecoder,
+    row: int = 0,
+    *,
+    guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> Iterator[str]:
     """The row's answer as text pieces, each as soon as later tokens cannot change it.
 
-    Joined, the pieces are exactly ``decoder.result(row).text``: text that may be the start of
-    a stop string, or half of a multi-byte character, is held back until it is settled.
+    Each piece is the new end of the whole text decoded so far, sent only while the text sent
+    before is a prefix of it. What a later token could still change is held back: half of a
+    multi-byte character, text that may be the start of a stop string, and a last space that
+    tokenization clean-up (``clean_up_tokenization_spaces``) may remove with the up to 3
+    characters after it (`` n't`` → ``n't``). So the joined pieces are exactly
+    ``decoder.result(row).text`` for byte-level BPE and SentencePiece decoders, with or
+    without clean-up. The assumption left: a later token changes nothing before the last
+    space of the 4 last characters (a decoder that rewrites text further back could make the
+    join differ from the result).
+
+    Args:
+        decoder: the decoder to step.
+        row: the row to stream.
+        guard: entered around each :meth:`TextDecoder.step` (the model's forward pass), e.g.
+            a lock that keeps other decoding off the same weights; not held while the caller
+            handles a piece.
     """
     sent = ""
-    while decoder.step():
-        settled = (
-            _settled(decoder.text(row), decoder.stop) if decoder.live(row) else decoder.text(row)
-        )
-        if len(settled) > len(sent):
+    while True:
+        with guard():
+            if not decoder.step():
+                break
+        text = decoder.text(row)
+        settled = _settled(text, decoder.stop) if decoder.live(row) else text
+        if len(settled) > len(sent) and settled.startswith(sent):
             yield settled[len(sent) :]
             sent = settled
     rest = decoder.text(row)[len(sent) :]

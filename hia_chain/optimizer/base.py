@@ -45,7 +45,8 @@ class OptimizeRequest:
     """The best prompt so far and its measured scores (greedy and beam rounds)."""
     seed: int | None = None
     avoid: frozenset[str] = frozenset()
-    """Prompts already tried in earlier rounds; proposing them again wastes a slot."""
+    """Candidates already tried in earlier rounds, as :func:`~hia_chain.instructions.candidate_text`
+    (a plain rewrite's is its prompt); proposing them again wastes a slot."""
 
 
 @dataclass(frozen=True)

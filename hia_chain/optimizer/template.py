@@ -36,9 +36,11 @@ _VARIANTS_OF = 2
 """Combos (nearest the target first) that also get their placement and cap variants: a few,
 so the variants do not crowd out the intensities the filter chooses among."""
 LENGTH_CAPS: dict[int, int] = {0: 24, 1: 56}
-"""Output cap (tokens) of a candidate asking for verbosity level 0 or 1: about twice the
-words those levels mean (≈10 and ≈30, see :class:`~hia_chain.scorers.text.VerbosityScorer`)
-at ~1.3 tokens a word, so a model that follows the instruction is never cut short."""
+"""Output cap (tokens) of a candidate asking for verbosity level 0 or 1: room for about 18
+and 42 words (~0.75 words a token), above the ≈10 and ≈30 words those levels mean (see
+:class:`~hia_chain.scorers.text.VerbosityScorer`), so an answer that follows the instruction
+is rarely cut, and one that ignores it is cut near the target length. Chosen on the dev split;
+a prompt that sets its own length or format gets no cap."""
 
 
 def _to_grid(obj: Objective, value: float) -> float:
@@ -134,7 +136,8 @@ class TemplateOptimizer(PromptOptimizer):
         if self.system_variants:
             out.append(replace(proposal, prompt=original, system=instructions))
         level = proposal.meta["levels"].get("verbosity")
-        if self.length_caps and level in LENGTH_CAPS:
+        # a cap would break a prompt's own length or format requirement ("at least 300 words")
+        if self.length_caps and level in LENGTH_CAPS and not proposal.meta["constraints"]:
             out.append(replace(proposal, max_tokens=LENGTH_CAPS[level]))
         return out
 

@@ -41,7 +41,8 @@ class HIASearch:
 
     Args:
         objectives: Every objective a goal may name.
-        scorers: Reference scorers r(P, y); together they must cover every objective.
+        scorers: Reference scorers r(P, y); together they must cover every objective. In
+            priority order: the first that measures an objective gives its score.
         optimizer: Proposes candidate prompts (not used by ``search="sample"``).
         heuristic: Predicts r̂ of a prompt for the stage-1 filter (needed by ``heuristic``).
     """
@@ -171,7 +172,7 @@ class HIASearch:
     async def _round(self, r: _Request, respond: Responder) -> bool:
         """One round: propose, filter, send, measure. Returns whether another may follow."""
         s = r.settings
-        if r.rounds >= s.budget or r.budget.usage().calls >= s.budget:
+        if r.rounds >= r.strategy.max_rounds(s.budget) or r.budget.usage().calls >= s.budget:
             return False
         left = await r.budget.aremaining_calls("response") or 0
         if not left or not await stage2.pool_can_pay(r.budget, r.bound):
@@ -301,7 +302,7 @@ class HIASearch:
         seed = r.settings.seed
         refused = None
         for parent in seeds:
-            feedback = Feedback(parent.text, parent.measured or {}, parent.meta) if parent else None
+            feedback = _feedback(parent) if parent else None
             request = OptimizeRequest(
                 prompt=r.prompt,
                 objectives=tuple(r.active),
@@ -402,3 +403,12 @@ def _nothing_measured(r: _Request) -> BaseException:
 def choice_key(c: Candidate, reward: RewardFunction, goal: dict[str, float]) -> tuple[Any, ...]:
     """Rank of a measured candidate: any non-empty answer before every empty one."""
     return (not c.empty, reward.rank_key(goal, c.measured or {}))
+
+
+def _feedback(parent: Candidate) -> Feedback:
+    """The best candidate so far as one user turn, for a refinement round: its instruction
+    appended where it was sent as a system message, its output cap in ``meta`` (an optimizer
+    must not copy ``Candidate.text``'s markers into a prompt)."""
+    prompt = parent.prompt if parent.system is None else f"{parent.prompt}\n\n{parent.system}"
+    meta = {**parent.meta, "max_tokens": parent.max_tokens}
+    return Feedback(prompt, parent.measured or {}, meta)

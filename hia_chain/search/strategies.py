@@ -15,10 +15,11 @@ __all__ = ["STRATEGIES", "Beam", "BestOfN", "Greedy", "Sample", "StopReason", "S
 
 
 class Strategy:
-    """Best-of-N by default: one round of ``budget`` calls, seeded by the best answer if a
-    later round is needed (a first round that found fewer candidates than calls)."""
+    """How a search kind spends its calls. The defaults are best-of-N's: one round of
+    ``budget`` calls, seeded by the best answer if a later round is needed (a first round
+    that found fewer candidates than calls); each kind overrides what differs."""
 
-    name = "bon"
+    name: str
     proposes = True
     """Rounds ask the optimizer for rewrites and stage 1 filters them; otherwise every call
     re-sends the original prompt (best-of-N sampling)."""
@@ -41,6 +42,8 @@ class Strategy:
 
 class BestOfN(Strategy):
     """``bon``: one round of ``budget`` calls, the best of the filtered candidates."""
+
+    name = "bon"
 
 
 class Greedy(Strategy):

@@ -336,7 +336,8 @@ class SearchResult:
     budget_exhausted: bool
     stopped: StopReason
     stop_detail: str | None = None
-    """The refusal's message when a budget stopped the search (``StopReason.REFUSED``)."""
+    """What stopped the search, in words, when there is more to say than ``stopped`` (a
+    budget's refusal): a separate field, so ``stopped`` stays one of a fixed set to match on."""
 
     @property
     def calls(self) -> int:
@@ -353,7 +354,8 @@ class SearchResult:
             "calls": self.calls,
             "rounds": self.rounds,
             "budget_exhausted": self.budget_exhausted,
-            "stopped": self.stop_detail or self.stopped.value,
+            "stopped": self.stopped.value,
+            "stop_detail": self.stop_detail,
             "best": self.best.id,
             "reward": self.best.reward,
             "scores": self.best.measured,

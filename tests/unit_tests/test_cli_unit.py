@@ -8,6 +8,7 @@ candidates' ids and answers are bugs they meet before any alignment happens.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import io
 import json
 import subprocess
@@ -20,7 +21,7 @@ from rich.console import Console
 
 from hia_chain.cli import build_parser, main
 from hia_chain.cli.align import as_json
-from hia_chain.cli.display import calls_by_role, render_result
+from hia_chain.cli.display import calls_by_role, candidate_table, render_result
 from hia_chain.factory import HEURISTICS
 from hia_chain.goals import REWARD_NAMES
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
@@ -96,6 +97,88 @@ def test_one_spelling_per_flag_across_subcommands() -> None:
     assert (old.max_tokens, old.model) == (new.max_tokens, new.model) == (7, "/m")
 
 
+SHARED_FLAGS = {
+    "--goal": {"align", "ivg", "serve"},
+    "--max-tokens": {"align", "calibrate", "ivg", "serve"},
+    "--temperature": {"align", "calibrate", "ivg"},
+    "--seed": {"align", "calibrate", "ivg", "bench"},
+    "--base-url": {"align", "calibrate", "bench"},
+    "--model": {"align", "calibrate", "ivg", "bench"},
+    "--heuristic-state": {"align", "serve", "bench"},
+    "--budget": {"align", "serve"},
+    "--search": {"align", "serve"},
+    "--reward": {"align", "serve"},
+    "--json": {"align", "ivg"},
+    "--out": {"calibrate", "bench"},
+}
+"""Which subcommands take each flag that several take: what the README's Flags paragraph and
+the ``cli.options`` docstring say (no flag is in every subcommand)."""
+
+
+def test_shared_flags_are_where_the_readme_says() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    where: dict[str, set[str]] = {}
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.help != argparse.SUPPRESS:
+                for flag in action.option_strings:
+                    where.setdefault(flag, set()).add(name)
+    shared = {
+        f: names for f, names in where.items() if len(names) > 1 and f not in ("-h", "--help")
+    }
+    assert shared == SHARED_FLAGS
+
+
+def test_cli_defaults_are_the_librarys() -> None:
+    """A default changed in SearchSettings or ServerConfig is the command's at once."""
+    from hia_chain.search.types import SearchSettings
+    from hia_chain.server.config import ServerConfig
+
+    align = _subparser("align").parse_args(["x"])
+    library = SearchSettings()
+    for name in ("budget", "search", "filter", "reward"):
+        assert getattr(align, name) == getattr(library, name), name
+    serve = _subparser("serve").parse_args([])
+    config = ServerConfig()
+    for name in ("upstream_timeout", "host", "port", "workers", "budget", "max_budget", "search",
+                 "reward", "max_tokens", "max_retries", "log_level"):  # fmt: skip
+        assert getattr(serve, name) == getattr(config, name), name
+    help_text = " ".join(_subparser("serve").format_help().split())
+    assert f"(default {config.max_tokens})" in help_text and f"default {config.port}" in help_text
+    assert f"(default {library.budget})" in " ".join(_subparser("align").format_help().split())
+
+
+def test_ivg_speed_takes_max_tokens_and_the_old_spelling(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hia_chain.bench import ivg_speed
+
+    asked: list[int] = []
+
+    def run_speed(prompts: list[str], max_new_tokens: int, **kwargs: Any) -> list[Any]:
+        asked.append(max_new_tokens)
+        return []
+
+    monkeypatch.setattr(ivg_speed, "run_speed", run_speed)
+    monkeypatch.setattr(ivg_speed, "_print_speed", lambda *a: None)
+    assert ivg_speed.main(["--max-tokens", "5"]) == 0
+    assert ivg_speed.main(["--max-new-tokens", "6"]) == 0
+    assert asked == [5, 6]
+    assert "--max-new-tokens is renamed --max-tokens" in capsys.readouterr().err
+
+
+def test_ivg_scores_the_answer_with_the_goals_builtin_scorers() -> None:
+    from hia_chain.cli.ivg import _score
+    from hia_chain.scorers.text import builtin_scorer
+
+    text = "What a wonderful, delightful film. I loved every minute!"
+    scores, reward = _score("Review this film.", text, {"sentiment": 4.0, "verbosity": 0.0})
+    assert list(scores) == ["sentiment", "verbosity"]  # in the goal's order
+    sentiment = asyncio.run(builtin_scorer("sentiment").ascore("Review this film.", [text]))[0]
+    assert scores["sentiment"] == sentiment["sentiment"] and reward <= 0
+
+
 def test_goal_help_lists_objectives_levels_and_the_default() -> None:
     for command, default in (("align", "default verbosity=1"), ("ivg", "default sentiment=4")):
         help_text = " ".join(_subparser(command).format_help().split())
@@ -115,11 +198,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out.strip() == f"hia-chain {version('hia-chain')}"
 
 
-def test_python_dash_m_runs_the_command() -> None:
+@pytest.mark.parametrize("module", ["hia_chain", "hia_chain.cli"])
+def test_python_dash_m_runs_the_command(module: str) -> None:
+    """Both spellings run (the server launcher uses ``hia_chain.cli``), with the exit code."""
     out = subprocess.run(
-        [sys.executable, "-m", "hia_chain", "--version"], capture_output=True, text=True
+        [sys.executable, "-m", module, "--version"], capture_output=True, text=True
     )
     assert out.returncode == 0 and out.stdout.startswith("hia-chain ")
+    bad = subprocess.run([sys.executable, "-m", module, "align"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "required: prompt" in bad.stderr
 
 
 @pytest.mark.parametrize(
@@ -212,6 +299,54 @@ def test_the_display_fits_80_columns_and_keeps_words_whole() -> None:
     for word in ("Answer", "briefly,", "sentences.", "anyone", "follow.", "near-duplicate"):
         assert word in words  # wrapped at word boundaries, never cut inside a word
     assert "1*" in words  # the chosen candidate is marked
+
+
+_VARIANTS: dict[str, Any] = {
+    **_TRACE,
+    "candidates": [
+        *_TRACE["candidates"][:2],
+        {**_TRACE["candidates"][1], "id": 2, "max_tokens": 56, "placement": "user",
+         "system": None, "reward": -0.2},
+        {**_TRACE["candidates"][1], "id": 3, "prompt": "Explain how vaccines work.",
+         "placement": "system", "system": "Answer briefly, in two or three sentences.",
+         "max_tokens": None, "reward": -0.3},
+    ],
+}  # fmt: skip
+"""The chosen candidate, its capped twin (#2), and the same instruction as a system message."""
+
+
+def test_the_display_tells_capped_and_system_candidates_apart() -> None:
+    buffer = io.StringIO()
+    Console(file=buffer, width=80).print(candidate_table("Explain how vaccines work.", _VARIANTS))
+    lines = buffer.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows: dict[int, str] = {}  # candidate id -> its row, wrapped lines joined
+    for line in lines[2:]:  # below the header and its rule
+        first = line.split()[0].rstrip("*")
+        if first.isdigit():
+            rows[int(first)] = line
+        else:
+            rows[max(rows)] += " " + line
+    words = {i: row.split() for i, row in rows.items()}
+    assert "≤56" in words[2] and "tok" in words[2] and "≤56" not in words[1]
+    assert "[system]" in words[3] and "briefly," in words[3] and "[system]" not in words[1]
+    assert "(the prompt as written)" in rows[0] and "as written" not in rows[3]
+
+
+def test_json_says_where_each_instruction_goes_and_its_cap(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = as_json("Explain how vaccines work.", "A.", {**_VARIANTS, "scores": {}, "filter":
+                   "heuristic", "budget_exhausted": False, "stopped": "budget"}, 0.5)  # fmt: skip
+    fields = [(c["placement"], c["system"], c["max_tokens"]) for c in data["candidates"]][2:]
+    assert fields == [
+        ("user", None, 56),
+        ("system", "Answer briefly, in two or three sentences.", None),
+    ]
+    out, _ = _align(monkeypatch, capsys, "--json", "--budget", "2", "--goal", "verbosity=0")
+    live = json.loads(out)["candidates"]
+    assert all({"placement", "system", "max_tokens"} <= set(c) for c in live)
+    assert any(c["max_tokens"] is not None for c in live)  # the template optimizer's capped twins
 
 
 def test_the_display_reads_no_markup_from_the_prompt_or_answer() -> None:

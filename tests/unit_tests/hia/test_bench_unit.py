@@ -84,7 +84,7 @@ def test_harness_writes_resumes_and_records_failures(tmp_path: Path) -> None:
         if r["method"] == "bon-unfiltered" and r["budget"] == "1"
     }
     assert all(
-        bon1[r["item"]] in {o["prompt"] for o in oracle if o["item"] == r["item"]} for r in rows
+        bon1[r["item"]] in {o["candidate"] for o in oracle if o["item"] == r["item"]} for r in rows
     )
     calls_before = model.calls
     run()  # resume: nothing left to do

@@ -119,6 +119,14 @@ async def test_a_cap_is_never_above_the_request_bound() -> None:
     assert [k["max_tokens"] for k in model.call_kwargs] == [16, 16, 16]
 
 
+async def test_a_cap_is_never_above_a_bound_max_tokens() -> None:
+    model = CountingChatModel(answer=instruction_following(4), max_tokens=200)
+    llm = aligned(model.bind(max_tokens=16), budget=3, optimizer=TemplateOptimizer())
+    msg = await llm.ainvoke(PROMPT)
+    assert all(c["max_tokens"] is None for c in msg.response_metadata["hia"]["candidates"])
+    assert [k.get("max_tokens", 16) for k in model.call_kwargs] == [16, 16, 16]
+
+
 class OneVariant(PromptOptimizer):
     """Proposes one rewrite sent with a system instruction and a cap of ``cap`` tokens."""
 

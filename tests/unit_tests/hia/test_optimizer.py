@@ -176,5 +176,7 @@ async def test_template_lets_the_prompts_own_constraints_win() -> None:
     assert all(p.prompt.startswith(prompt) for p in out)
     assert all("Keep every length requirement of the request above" in p.prompt for p in out)
     assert out[0].meta["constraints"] == ["length"]
+    assert all(p.max_tokens is None for p in out)  # a cap would break "at least 300 words"
     plain = await TemplateOptimizer().apropose(request(n=3, verbosity=0))
     assert not any("requirement" in p.prompt for p in plain)
+    assert any(p.max_tokens for p in plain)

@@ -88,7 +88,8 @@ async def test_an_optimizer_cap_returns_the_best_answer_so_far() -> None:
     assert rewriter.calls == 1 and model.calls == 2 and result.best.measured is not None
     assert result.budget_exhausted and result.stopped is StopReason.REFUSED
     assert "optimizer" in (result.stop_detail or "")
-    assert result.trace()["stopped"] == result.stop_detail  # the trace shows the refusal
+    trace = result.trace()  # the trace shows the reason and the refusal
+    assert (trace["stopped"], trace["stop_detail"]) == ("refused", result.stop_detail)
     # with no optimizer call affordable at all, the original prompt is still answered
     model = CountingChatModel(answer=instruction_following(3))
     none = Budget(limits={"optimizer": Limits(calls=0)})
@@ -190,7 +191,7 @@ async def test_a_judge_cap_keeps_the_answers_it_did_grade() -> None:
     trace = (await llm.ainvoke("Tell me about owls.")).response_metadata["hia"]
     assert trace["calls"] == 2 == model.calls and trace["usage"]["judge"]["calls"] == 1
     assert sum(c["measured"] is not None for c in trace["candidates"]) == 1
-    assert trace["budget_exhausted"] and "judge" in trace["stopped"]
+    assert trace["budget_exhausted"] and "judge" in trace["stop_detail"]
 
 
 def test_fixed_input_counts_tool_calls_images_and_every_binding() -> None:

@@ -106,3 +106,82 @@ def test_run_alone_bypasses_the_queue_but_waits_for_a_running_batch() -> None:
     assert time.perf_counter() - started > 0.1  # one batch at a time
     thread.join()
     assert run.calls == [("k", ["a"]), ("k", ["b"])]
+
+
+class Overlap:
+    """Counts how many of the watched sections run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.active = self.most = 0
+        self.log: list[str] = []
+
+    def section(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+            self.log.append(name)
+        time.sleep(seconds)
+        with self.lock:
+            self.active -= 1
+
+
+@pytest.mark.timeout(10)
+def test_exclusive_blocks_never_run_beside_a_batch_and_cannot_starve_one() -> None:
+    watch = Overlap()
+
+    def run(key: str, items: list[str]) -> list[str]:
+        watch.section("batch", 0.02)
+        return items
+
+    batcher = MicroBatcher(run)
+    stop = threading.Event()
+
+    def stream() -> None:  # a stream: the engine once per token, released between tokens
+        while not stop.is_set():
+            with batcher.exclusive():
+                watch.section("token", 0.005)
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(3):  # each batch gets in although the stream retakes the lock at once
+                assert pool.submit(batcher.submit, "k", "x", window=0.0).result(timeout=2) == "x"
+    finally:
+        stop.set()
+        thread.join()
+    assert watch.most == 1
+    assert watch.log.count("batch") == 3 and watch.log.count("token") > 3
+
+
+@pytest.mark.timeout(10)
+def test_a_waiter_interrupted_before_its_turn_gives_the_turn_up() -> None:
+    batcher = MicroBatcher(Recorder())
+    lock = batcher._engine
+    real_wait = lock._cond.wait
+    interrupted = threading.Event()
+
+    def wait_once_then_interrupt(timeout: float | None = None) -> bool:
+        if threading.current_thread().name == "victim" and not interrupted.is_set():
+            interrupted.set()
+            raise KeyboardInterrupt
+        return real_wait(timeout)
+
+    lock._cond.wait = wait_once_then_interrupt  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def victim() -> None:
+        try:
+            with batcher.exclusive():
+                pass
+        except BaseException as exc:  # noqa: BLE001 - the test checks what it was
+            errors.append(exc)
+
+    with batcher.exclusive():
+        thread = threading.Thread(target=victim, name="victim")
+        thread.start()
+        thread.join()
+    assert [type(e) for e in errors] == [KeyboardInterrupt]
+    assert batcher.submit("k", "a", window=0.0) == "k:A"  # the abandoned turn was skipped

@@ -9,6 +9,7 @@ change the tokenizer the caller shares with other code.
 from __future__ import annotations
 
 import functools
+import time
 from typing import Any
 
 import pytest
@@ -143,9 +144,87 @@ async def test_calls_with_different_settings_run_in_separate_batches(
     llm = local(temperature=0, batch_window=0.05)
     prefills = count_prefills(llm, monkeypatch)
     await asyncio.gather(
-        llm.ainvoke("the movie"), llm.ainvoke("the plot"), llm.ainvoke("a film", max_tokens=3)
+        llm.ainvoke("the movie"), llm.ainvoke("the plot"), llm.ainvoke("a film", temperature=0.5)
     )
     assert sorted(prefills) == [1, 2]
+
+
+async def test_calls_differing_only_in_max_tokens_share_a_batch_each_with_its_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    llm = local(temperature=0, max_tokens=12, batch_window=0.05)
+    alone = [llm.invoke("the movie", max_tokens=3), llm.invoke("the plot")]
+    prefills = count_prefills(llm, monkeypatch)
+    both = await asyncio.gather(llm.ainvoke("the movie", max_tokens=3), llm.ainvoke("the plot"))
+    assert prefills == [2]  # one forward batch for the capped and the uncapped call
+    assert [m.usage_metadata["output_tokens"] for m in both] == [3, 12]
+    assert [m.response_metadata["finish_reason"] for m in both] == ["length", "length"]
+    assert [m.content for m in both] == [m.content for m in alone]
+
+
+class Overlap:
+    """Wraps the model's forward pass: counts passes running at once, logs who ran each."""
+
+    def __init__(self, llm: LocalChatModel, monkeypatch: pytest.MonkeyPatch) -> None:
+        import threading
+
+        self.guard, self.active, self.most = threading.Lock(), 0, 0
+        self.log: list[str] = []
+        real = llm.hf_model.forward
+
+        @functools.wraps(real)
+        def watched(*args: Any, **kw: Any) -> Any:
+            with self.guard:
+                self.active += 1
+                self.most = max(self.most, self.active)
+                self.log.append(threading.current_thread().name)
+            try:
+                time.sleep(0.005)  # widen the window two decode loops would share
+                return real(*args, **kw)
+            finally:
+                with self.guard:
+                    self.active -= 1
+
+        monkeypatch.setattr(llm.hf_model, "forward", watched)
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_never_decodes_beside_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    llm = local(temperature=0, max_tokens=12)
+    want = llm.invoke("the movie").content
+    watch = Overlap(llm, monkeypatch)
+    batch: list[str] = []
+    worker = threading.Thread(
+        target=lambda: batch.extend(m.content for m in llm.batch(["the plot", "a film"]))
+    )
+    pieces = []
+    for chunk in llm.stream("the movie"):  # a slow reader: the batch runs meanwhile
+        pieces.append(chunk.text)
+        if len(pieces) == 1:
+            worker.start()
+        time.sleep(0.02)
+    worker.join()
+    assert "".join(pieces) == want and len(batch) == 2
+    assert watch.most == 1  # never two forward passes at once
+    # the stream decodes on this thread, the batch on LangChain's pool threads
+    stream_passes = [i for i, name in enumerate(watch.log) if name == "MainThread"]
+    batch_passes = [i for i, name in enumerate(watch.log) if name != "MainThread"]
+    assert stream_passes[0] < batch_passes[0] < stream_passes[-1]  # and yet interleaved
+
+
+@pytest.mark.timeout(60)
+def test_a_reader_may_call_the_model_between_pieces() -> None:
+    llm = local(temperature=0, max_tokens=6)
+    want = llm.invoke("the movie").content
+    pieces = []
+    for chunk in llm.stream("the movie"):
+        pieces.append(chunk.text)
+        assert llm.invoke("the plot").content  # would deadlock if the stream held the engine
+    assert "".join(pieces) == want
 
 
 @pytest.mark.timeout(60)
