@@ -20,6 +20,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.utils.utils import LC_ID_PREFIX
 
 from hia_chain.errors import ConfigError
+from hia_chain.instructions import cut_to_sentence
 from hia_chain.search.types import Request, SearchResult
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "answer_chunk",
     "as_chunk",
     "candidate_messages",
+    "cut_capped",
     "fixed_chars",
     "instructions_in_system",
     "last_human",
@@ -207,3 +209,12 @@ def answer_chunk(result: ChatResult) -> ChatGenerationChunk:
     """The chosen answer as the run's one stream chunk: what ``astream_events`` shows as
     ``on_chat_model_stream``; no candidate ever streams."""
     return ChatGenerationChunk(message=as_chunk(result.generations[0].message))
+
+
+def cut_capped(message: BaseMessage) -> BaseMessage:
+    """A text answer that a candidate's own output cap cut short, back to its last whole
+    sentence (the usage stays what the provider reported: those tokens were paid for)."""
+    finish = (message.response_metadata or {}).get("finish_reason")
+    if finish != "length" or not isinstance(message.content, str):
+        return message
+    return message.model_copy(update={"content": cut_to_sentence(message.content)})

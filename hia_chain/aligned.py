@@ -39,6 +39,7 @@ from hia_chain._messages import (
     answer_chunk,
     as_chunk,
     candidate_messages,
+    cut_capped,
     fixed_chars,
     last_human,
     scored_text,
@@ -349,6 +350,8 @@ class AlignedChatModel(BaseChatModel):
             if limiter is not None:
                 await limiter.aacquire(blocking=True)
             message = await context.ainvoke(model, sent, "response", stop=stop, **kwargs)
+            if request.max_tokens is not None:
+                message = cut_capped(message)
             return Response.from_message(message, scored_text(message))
 
         shared = pool if pool is not None else self.shared_budget

@@ -15,7 +15,7 @@ import difflib
 import re
 from collections import Counter
 
-__all__ = ["PHRASES", "added_text", "candidate_text", "output_cap"]
+__all__ = ["PHRASES", "added_text", "candidate_text", "cut_to_sentence", "output_cap"]
 
 PHRASES: dict[str, tuple[tuple[str, str], ...]] = {
     "verbosity": (
@@ -112,6 +112,7 @@ def _find_run(haystack: list[str], needle: list[str]) -> int | None:
     return text.count(sep, 0, pos)
 
 
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
 _CAP = re.compile(r"\n\n\(Output limit: (\d+) tokens\.\)\Z")
 
 
@@ -131,3 +132,14 @@ def output_cap(text: str) -> int | None:
     """The output cap :func:`candidate_text` wrote into ``text``, or None."""
     found = _CAP.search(text)
     return int(found.group(1)) if found else None
+
+
+def cut_to_sentence(text: str) -> str:
+    """``text`` up to its last complete sentence.
+
+    For an answer cut short by a candidate's own output cap: the user never asked for that
+    cap, so they get whole sentences, not "...against". Unchanged when no sentence ends in it
+    (the whole answer is one unfinished sentence).
+    """
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]] if ends else text

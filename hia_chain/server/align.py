@@ -23,6 +23,7 @@ from langchain_core.callbacks import AsyncCallbackHandler, AsyncCallbackManager
 from hia_chain.budget import BaseBudget, Budget, completion_usage
 from hia_chain.context import RunContext
 from hia_chain.factory import learned_heuristic
+from hia_chain.instructions import cut_to_sentence
 from hia_chain.optimizer import TemplateOptimizer
 from hia_chain.scorers.learned import LearnedHeuristic, ObservationStore
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
@@ -239,6 +240,8 @@ class Aligner:
                 cap = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
                 sent[cap] = request.max_tokens
             completion = await self.upstream.complete(sent)
+            if request.max_tokens is not None:
+                completion = _cut_capped(completion)
             input_tokens, output_tokens = completion_usage(completion)
             return Response(
                 text=completion_text(completion),
@@ -272,3 +275,14 @@ class Aligner:
             system_fingerprint=upstream.get("system_fingerprint"),
             hia=record,
         )
+
+
+def _cut_capped(completion: dict[str, Any]) -> dict[str, Any]:
+    """A completion that a candidate's own output cap cut short, back to its last whole
+    sentence (see :func:`~hia_chain.instructions.cut_to_sentence`); usage unchanged."""
+    choice = completion["choices"][0]
+    content = (choice.get("message") or {}).get("content")
+    if choice.get("finish_reason") != "length" or not isinstance(content, str):
+        return completion
+    message = {**choice["message"], "content": cut_to_sentence(content)}
+    return {**completion, "choices": [{**choice, "message": message}, *completion["choices"][1:]]}

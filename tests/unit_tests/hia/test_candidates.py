@@ -232,3 +232,26 @@ async def test_a_response_model_without_max_tokens_gets_no_capped_candidates() -
     assert len(seen) == 3 == msg.response_metadata["hia"]["calls"]
     assert all(c["max_tokens"] is None for c in candidates)
     assert not any("max_tokens" in kw for kw in seen)
+
+
+async def test_an_answer_cut_by_a_candidates_own_cap_ends_on_a_whole_sentence() -> None:
+    def answer(prompt: str, index: int) -> str:
+        return " ".join(["Tides follow the moon closely."] * 16)  # 80 words
+
+    model = CountingChatModel(answer=answer, truncate=True, max_tokens=200)
+    llm = aligned(model, budget=3, max_tokens=100, optimizer=TemplateOptimizer(length_caps=True))
+    msg = await llm.ainvoke(PROMPT)
+    sent = [c for c in msg.response_metadata["hia"]["candidates"] if c["sent"]]
+    capped = next(c for c in sent if c["max_tokens"] == LENGTH_CAPS[0])
+    # 24 words were paid for; the answer keeps the 4 whole sentences in them
+    assert capped["response"] == " ".join(["Tides follow the moon closely."] * 4)
+    uncapped = next(c for c in sent if c["max_tokens"] is None)
+    assert len(uncapped["response"].split()) == 80  # within the caller's bound: not cut
+
+
+def test_cut_to_sentence_keeps_whole_sentences_only() -> None:
+    from hia_chain.instructions import cut_to_sentence
+
+    assert cut_to_sentence("It works. It is a way to give your body against") == "It works."
+    assert cut_to_sentence('He said "hi." Then he left and') == 'He said "hi."'
+    assert cut_to_sentence("Version 3.5 is out and") == "Version 3.5 is out and"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -115,3 +116,17 @@ def test_a_candidates_system_instruction_joins_the_callers_own() -> None:
     }
     parts = {"role": "system", "content": [{"type": "text", "text": "A."}]}
     assert _with_system([parts, user], "B.")[0]["content"][-1] == {"type": "text", "text": "B."}
+
+
+def test_a_capped_completion_is_cut_back_to_its_last_whole_sentence() -> None:
+    from hia_chain.server.align import _cut_capped
+
+    def completion(content: str, finish: str) -> dict[str, Any]:
+        message = {"role": "assistant", "content": content}
+        return {"choices": [{"index": 0, "message": message, "finish_reason": finish}]}
+
+    cut = _cut_capped(completion("Tides follow the moon. They rise and", "length"))
+    assert cut["choices"][0]["message"]["content"] == "Tides follow the moon."
+    assert cut["choices"][0]["finish_reason"] == "length"  # the provider's word, kept
+    whole = completion("Tides follow the moon. They rise and", "stop")
+    assert _cut_capped(whole) == whole
