@@ -142,6 +142,14 @@ def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
     return tuple(tuple(t.index_select(0, index.to(t.device)) for t in layer) for layer in cache)
 
 
+_OLD = "past_key_values"
+
+
+def _cache_of(out: Any) -> Any:
+    """A forward pass's KV cache, under its transformers 5.x name or the old one."""
+    return out["cache"] if "cache" in out else out.past_key_values
+
+
 @dataclass
 class CausalStream:
     """One model decoding a batch incrementally: ids, mask, positions, KV cache, next logits.
@@ -156,6 +164,9 @@ class CausalStream:
     next_position: torch.Tensor
     cache: Any
     logits: torch.Tensor
+    cache_arg: str = _OLD
+    """The forward pass's name for the KV cache: ``cache`` since transformers 5.x (the old
+    name warns on every call there), ``past_key_values`` before."""
 
     @classmethod
     @torch.no_grad()
@@ -177,8 +188,9 @@ class CausalStream:
             ids=ids,
             mask=mask,
             next_position=positions[:, -1] + 1,
-            cache=out.past_key_values,
+            cache=_cache_of(out),
             logits=out.logits[:, -1, :].float(),
+            cache_arg="cache" if "cache" in inspect.signature(model.forward).parameters else _OLD,
         )
 
     @torch.no_grad()
@@ -191,10 +203,10 @@ class CausalStream:
             input_ids=step,
             attention_mask=self.mask,
             position_ids=self.next_position.view(-1, 1),
-            past_key_values=self.cache,
             use_cache=True,
+            **{self.cache_arg: self.cache},
         )
-        self.cache = out.past_key_values
+        self.cache = _cache_of(out)
         self.next_position = self.next_position + 1
         self.logits = out.logits[:, -1, :].float()
 

@@ -34,7 +34,7 @@ def count_prefills(llm: LocalChatModel, monkeypatch: pytest.MonkeyPatch) -> list
 
     @functools.wraps(real)
     def counting(*args: Any, **kw: Any) -> Any:
-        if kw.get("past_key_values") is None:
+        if kw.get("cache", kw.get("past_key_values")) is None:
             rows.append(int(kw["input_ids"].shape[0]))
         return real(*args, **kw)
 
