@@ -1,4 +1,5 @@
-"""Refuse a prompt that cannot fit the response model's context window, before any call.
+"""The response model's own bounds: refuse a prompt that cannot fit its context window, before
+any call, and read the output bound it applies by itself.
 
 Known only where the package holds the model's own tokenizer and config (the local chat
 models: ``LocalChatModel``, ``IVGChatModel``); for any other model the provider says so itself,
@@ -14,7 +15,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 
 from hia_chain.errors import ConfigError
 
-__all__ = ["check_fits"]
+__all__ = ["check_fits", "own_max_tokens"]
 
 
 def _window(hf_model: Any) -> int | None:
@@ -70,3 +71,20 @@ async def check_fits(model: Runnable[Any, Any], prompt: str, max_tokens: int | N
             raise ConfigError(msg)
 
     await anyio.to_thread.run_sync(check)
+
+
+def own_max_tokens(model: Runnable[Any, Any]) -> int | None:
+    """The output bound the response model applies by itself, if it has one: a bound
+    ``max_tokens`` (``.bind(max_tokens=30)``; the outermost binding wins, as it does when
+    called), else the model's own field. A candidate's cap is clipped to it, never above."""
+    layer = model
+    while isinstance(layer, RunnableBinding):
+        for key in ("max_tokens", "max_completion_tokens"):
+            if isinstance(layer.kwargs.get(key), int):
+                return int(layer.kwargs[key])
+        layer = layer.bound
+    for key in ("max_tokens", "max_completion_tokens"):
+        bound = getattr(layer, key, None)
+        if isinstance(bound, int):
+            return bound
+    return None

@@ -48,7 +48,7 @@ from hia_chain._messages import (
 from hia_chain._settings import check_names, config_error
 from hia_chain._step import budget_scope, exhausted_step, first_call_step
 from hia_chain._uncached import uncached
-from hia_chain._window import check_fits
+from hia_chain._window import check_fits, own_max_tokens
 from hia_chain.agents import (
     StepPolicy,
     ThreadBudgets,
@@ -194,7 +194,7 @@ class AlignedChatModel(BaseChatModel):
 
             self.heuristic = learned_heuristic(self.objectives)
         if self.max_tokens is None:
-            self.max_tokens = _own_max_tokens(self.model)
+            self.max_tokens = own_max_tokens(self.model)
         if self.rate_limiter is not None:
             # One acquire per response call (each candidate, each retry), not one per request.
             self.response_rate_limiter, self.rate_limiter = self.rate_limiter, None
@@ -319,7 +319,7 @@ class AlignedChatModel(BaseChatModel):
         # message stream.
         if _is_chat_model(self.model):
             passthrough["stream"] = False
-        if settings.max_tokens is not None and settings.max_tokens != _own_max_tokens(self.model):
+        if settings.max_tokens is not None and settings.max_tokens != own_max_tokens(self.model):
             passthrough["max_tokens"] = settings.max_tokens  # the bound the budget reserves
         caller = caller_config.get()
         pool = run_budget(caller, self.agent_budget, self.shared_budget)
@@ -549,23 +549,6 @@ def _unbound(model: Runnable[Any, Any]) -> Runnable[Any, Any]:
     while isinstance(model, RunnableBinding):
         model = model.bound
     return model
-
-
-def _own_max_tokens(model: Runnable[Any, Any]) -> int | None:
-    """The output bound the response model applies by itself, if it has one: a bound
-    ``max_tokens`` (``.bind(max_tokens=30)``; the outermost binding wins, as it does when
-    called), else the model's own field. A candidate's cap is clipped to it, never above."""
-    layer = model
-    while isinstance(layer, RunnableBinding):
-        for key in ("max_tokens", "max_completion_tokens"):
-            if isinstance(layer.kwargs.get(key), int):
-                return int(layer.kwargs[key])
-        layer = layer.bound
-    for key in ("max_tokens", "max_completion_tokens"):
-        bound = getattr(layer, key, None)
-        if isinstance(bound, int):
-            return bound
-    return None
 
 
 async def _start_chain(
