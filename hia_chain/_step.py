@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig
 
 from hia_chain.agents import ThreadBudgets
 from hia_chain.budget import ROLES, BaseBudget, Budget
-from hia_chain.calls import Outcome, bound_for, call
+from hia_chain.calls import bound_for, call
 from hia_chain.context import RunContext
 from hia_chain.errors import BudgetExceededError
 from hia_chain.goals import get_reward_function, validate_goal
@@ -71,12 +71,6 @@ async def first_call_step(
         context.deadline = start + settings.deadline
     first = Candidate(id=0, prompt=prompt, origin="original", round=0)
 
-    def record(outcome: Outcome, exc: BaseException | None) -> None:
-        if outcome != "released":
-            first.sent = True
-            first.attempts += 1
-        first.outcomes.append(outcome if exc is None else f"{outcome}: {type(exc).__name__}")
-
     async def once() -> Response:
         return await respond(Request(prompt))
 
@@ -87,7 +81,7 @@ async def first_call_step(
         bound=bound_for(prompt, settings.max_tokens, context.fixed_input_chars),
         retries=settings.max_retries,
         usage=lambda r: (r.input_tokens, r.output_tokens),
-        record=record,
+        record=first.record_attempt,
     )
     first.response = response
     if getattr(response.message, "tool_calls", None) or not align:

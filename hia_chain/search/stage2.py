@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from hia_chain.budget import BaseBudget
-from hia_chain.calls import Outcome, TokenBound, bound_for, call
+from hia_chain.calls import TokenBound, bound_for, call
 from hia_chain.context import RunContext, text_bytes
 from hia_chain.errors import BudgetExceededError
 from hia_chain.goals import RewardFunction
@@ -54,12 +54,6 @@ async def _send_one(
         Exception: the response model's error, unchanged (the last one, after retries).
     """
 
-    def record(outcome: Outcome, exc: BaseException | None) -> None:
-        if outcome != "released":
-            c.sent = True
-            c.attempts += 1
-        c.outcomes.append(outcome if exc is None else f"{outcome}: {type(exc).__name__}")
-
     async def one() -> Response:
         return await respond(c.request)
 
@@ -70,7 +64,7 @@ async def _send_one(
         bound=response_bound(c.request, settings, context),
         retries=settings.max_retries,
         usage=lambda r: (r.input_tokens, r.output_tokens),
-        record=record,
+        record=c.record_attempt,
     )
     if not c.response.text.strip():
         c.empty = True

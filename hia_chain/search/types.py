@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from hia_chain.calls import Outcome
 from hia_chain.errors import ConfigError
 from hia_chain.goals import REWARD_NAMES, RewardName
 from hia_chain.instructions import candidate_text
@@ -279,6 +280,13 @@ class Candidate:
         it is sent, and can tell the variants apart.
         """
         return candidate_text(self.prompt, self.system, self.max_tokens)
+
+    def record_attempt(self, outcome: Outcome, exc: BaseException | None) -> None:
+        """The call path's record of one attempt: paid attempts count as sent."""
+        if outcome != "released":
+            self.sent = True
+            self.attempts += 1
+        self.outcomes.append(outcome if exc is None else f"{outcome}: {type(exc).__name__}")
 
     def trace(self) -> dict[str, Any]:
         """JSON-friendly record for ``response_metadata`` and the CLI."""
