@@ -5,7 +5,8 @@ at ``hia-chain serve`` and add ``hia`` to a request: the answer is the best of `
 upstream calls for that goal, with the trace in ``completion.hia``. This script starts the
 server (the embedded SmolLM2 offline, or ``--upstream-base-url URL --upstream-model NAME``),
 asks the same question for two users with different goals, once streamed, and prints what
-each request spent::
+each request spent. It serves with ``--heuristic learned``, so each user's answers teach that
+user's own heuristic (the default, ``instruction``, is one for everyone)::
 
     python cookbook/aligning_server.py
 """
@@ -27,9 +28,9 @@ def main() -> None:
     parser.add_argument("--upstream-base-url", help="OpenAI-compatible endpoint")
     parser.add_argument("--upstream-model", help="model name at the endpoint")
     args = parser.parse_args()
-    flags = []
+    flags = ["--heuristic", "learned"]
     if args.upstream_base_url:
-        flags = [
+        flags += [
             "--upstream-base-url",
             args.upstream_base_url,
             "--upstream-model",

@@ -154,7 +154,9 @@ class AlignedChatModel(BaseChatModel):
     """Reference scorers, in priority order: the first that measures an objective gives its
     score (a later one is not asked for it). Default: the built-in text scorers."""
     heuristic: Heuristic | None = Field(default=None, exclude=True)
-    """Stage-1 heuristic; default: an online-learned heuristic over instruction cues."""
+    """Stage-1 heuristic; default: :data:`~hia_chain.factory.DEFAULT_HEURISTIC` (it reads the
+    instructions each candidate adds). Pass a
+    :class:`~hia_chain.scorers.learned.LearnedHeuristic` to learn this model's habits online."""
     steps: StepPolicy | None = Field(default=None, exclude=True)
     """Which agent steps are aligned (see :mod:`hia_chain.agents`): ``"final"`` sends a step
     once and aligns only a text answer (a tool call passes through at one call); ``"all"``
@@ -190,9 +192,9 @@ class AlignedChatModel(BaseChatModel):
 
             self.scorers = builtin_scorers(self.objectives)  # mapped onto each objective's scale
         if self.heuristic is None:
-            from hia_chain.factory import learned_heuristic  # factory imports this module
+            from hia_chain.factory import DEFAULT_HEURISTIC, heuristic  # factory imports us
 
-            self.heuristic = learned_heuristic(self.objectives)
+            self.heuristic = heuristic(DEFAULT_HEURISTIC, self.objectives)
         if self.max_tokens is None:
             self.max_tokens = own_max_tokens(self.model)
         if self.rate_limiter is not None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from hia_chain.factory import DEFAULT_HEURISTIC
 from hia_chain.goals import REWARD_NAMES
 
 __all__ = ["mean_ci", "ratio_ci", "spearman", "summarize", "write_plot"]
@@ -142,8 +143,18 @@ _PAIRS = tuple(
         ("beam", "beam-unfiltered"),
     )
 )
-HEADLINES = ("hia-bon[warm]", "hia-bon[learned]", "hia-bon[instruction]")
-"""The HIA method the targets are checked for: the first one the run has."""
+HEADLINES = tuple(
+    dict.fromkeys(
+        (
+            f"hia-bon[{DEFAULT_HEURISTIC}]",
+            "hia-bon[instruction]",
+            "hia-bon[learned]",
+            "hia-bon[warm]",
+        )
+    )
+)
+"""The HIA methods the targets are checked for, the library's default first; call saving is
+shown for the first one the run has."""
 
 
 def _rewards(
@@ -405,7 +416,7 @@ def summarize(out: Path) -> str:
         ceiling = _ceiling(out, reward)
         parts += [f"## reward = {reward}", "", *_table(ok, reward, methods, budgets, ceiling), ""]
         means = _means(ok, reward)
-        hia = next((h for h in HEADLINES if h in methods), "hia-bon[learned]")
+        hia = next((h for h in HEADLINES if h in methods), HEADLINES[0])
         parts += ["Call saving:", *(_call_saving(means, hia, budgets) or ["- n/a"]), ""]
     parts += [
         "## Paired differences (euclidean reward, per item; ± 95% CI; items better↑ / worse↓)",

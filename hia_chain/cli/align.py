@@ -24,7 +24,7 @@ from hia_chain.cli.options import (
     objectives_epilog,
     paragraph,
 )
-from hia_chain.factory import HEURISTICS
+from hia_chain.factory import DEFAULT_HEURISTIC, HEURISTICS
 from hia_chain.goals import REWARD_NAMES, parse_goal
 from hia_chain.search.types import FILTERS, SEARCHES, SearchSettings
 
@@ -74,9 +74,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument(
         "--heuristic",
         choices=HEURISTICS,
-        default="learned",
-        help="stage-1 heuristic: learned (default; free, warm-started by --heuristic-state), "
-        "instruction (free), draft (the local model drafts every candidate: slow)",
+        help="stage-1 heuristic: instruction (free), learned (free; learns this model "
+        "online), draft (the local model drafts every candidate: slow); default "
+        f"{DEFAULT_HEURISTIC}, or learned with --heuristic-state",
     )
     p.add_argument(
         "--heuristic-state",
@@ -117,6 +117,7 @@ def build_aligned(
     from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 
     objectives = list(BUILTIN_OBJECTIVES.values())
+    kind = args.heuristic or ("learned" if args.heuristic_state else DEFAULT_HEURISTIC)
     local = None if args.base_url else response  # the embedded model doubles as helper
     optimizer: PromptOptimizer = TemplateOptimizer()
     if args.optimizer != "template":
@@ -127,10 +128,10 @@ def build_aligned(
         objectives=objectives,
         scorers=builtin_scorers(list(BUILTIN_OBJECTIVES)),
         heuristic=heuristic(
-            args.heuristic,
+            kind,
             objectives,
             state=args.heuristic_state,
-            drafter=local if args.heuristic == "draft" else None,
+            drafter=local if kind == "draft" else None,
         ),
         optimizer=optimizer,
         goal=goal,

@@ -6,13 +6,17 @@ The ``[server]`` extra (FastAPI, uvicorn) is imported only when the command runs
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from hia_chain.cli.options import add_goal, objectives_epilog, paragraph
 from hia_chain.errors import ConfigError
+from hia_chain.factory import DEFAULT_HEURISTIC
 from hia_chain.goals import REWARD_NAMES, parse_goal
 from hia_chain.search.types import SEARCHES
-from hia_chain.server.config import ServerConfig  # pydantic only: no [server] extra needed
+from hia_chain.server.config import (  # pydantic only: no [server] extra needed
+    ServerConfig,
+    ServerHeuristic,
+)
 
 if TYPE_CHECKING:
     from hia_chain.cli.options import Subparsers
@@ -90,7 +94,16 @@ def register(sub: Subparsers) -> None:
         default=_default("max_retries"),
         help="paid retries of transient errors (default %(default)s)",
     )
-    p.add_argument("--heuristic-state", metavar="FILE", help="warm start (hia-chain calibrate)")
+    p.add_argument(
+        "--heuristic",
+        choices=get_args(ServerHeuristic),
+        help="stage-1 heuristic: instruction (one for all users) or learned (one per user, "
+        f"learning from that user's answers); default {DEFAULT_HEURISTIC}, or learned with "
+        "--heuristic-state",
+    )
+    p.add_argument(
+        "--heuristic-state", metavar="FILE", help="warm start for learned (hia-chain calibrate)"
+    )
     p.add_argument(
         "--log-level",
         default=_default("log_level"),
@@ -118,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         for name in (
             "upstream_base_url", "upstream_model", "upstream_timeout", "host", "port", "workers",
             "redis_url", "keys_path", "budget", "max_budget", "search", "reward", "max_tokens",
-            "max_retries", "heuristic_state", "log_level",
+            "max_retries", "heuristic", "heuristic_state", "log_level",
         )
     }  # fmt: skip
     try:

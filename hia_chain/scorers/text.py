@@ -27,6 +27,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 from hia_chain.context import RunContext
 from hia_chain.errors import ConfigError
 from hia_chain.goals import Objective
+from hia_chain.scorers import _syllables as syllables
 from hia_chain.scorers.base import ReferenceScorer, check_batch
 
 __all__ = [
@@ -232,10 +233,12 @@ class ComplexityScorer(_TextMetricScorer):
 
     def warm_up(self) -> None:
         """textstat loads its syllable dictionary at the first score: seconds of blocking."""
+        syllables.install()
         textstat.flesch_kincaid_grade("A short sentence warms the dictionary up.")
 
     def score_text(self, text: str) -> float:
         """Complexity of one response on [low, high]."""
+        syllables.install()  # before textstat's first count, which would load all of CMUdict
         if not text.strip():
             return self.low
         grade = float(textstat.flesch_kincaid_grade(text))

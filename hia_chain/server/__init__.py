@@ -8,9 +8,10 @@ through at one call. Per-key budgets (calls, tokens, cost per period) come from 
 
 Modules, one job each: :mod:`.models` (the wire format), :mod:`.keys` (the keys file),
 :mod:`.budgets` (a pool per key and period), :mod:`.upstream` (OpenAI-compatible or the
-embedded model), :mod:`.align` (the search per request, a learned heuristic per user),
-:mod:`.passthrough`, :mod:`.streaming` (SSE), :mod:`.errors` (OpenAI error JSON),
-:mod:`.metrics`, :mod:`.app` (routes), :mod:`.launch` (uvicorn, and a child-process helper).
+embedded model), :mod:`.align` (the search per request; with ``--heuristic learned``, a
+learned heuristic per user), :mod:`.passthrough`, :mod:`.streaming` (SSE), :mod:`.errors`
+(OpenAI error JSON), :mod:`.metrics`, :mod:`.app` (routes), :mod:`.launch` (uvicorn, and a
+child-process helper).
 """
 
 from __future__ import annotations

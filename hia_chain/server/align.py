@@ -1,10 +1,11 @@
-"""An aligned request: the HIA search over the upstream, with a learned heuristic per user.
+"""An aligned request: the HIA search over the upstream, with the server's heuristic (or, with
+``--heuristic learned``, a learned heuristic per user).
 
-The engine's :data:`~hia_chain.search.types.Responder` takes a prompt string, so the
-responder here is the request body itself with the last user message's text swapped for a
-candidate: the system prompt, history, tools and sampling parameters reach the upstream as
-the client sent them, and the chosen answer comes back as the upstream's own choice (tool
-calls intact). Every candidate call is reserved in the request's budget and in the key's pool.
+The engine's :data:`~hia_chain.search.types.Responder` takes a search
+:class:`~hia_chain.search.types.Request`, so the responder here is the request body itself
+with the last user message's text swapped for a candidate's: the system prompt, history,
+tools and sampling parameters reach the upstream as the client sent them, and the chosen
+answer comes back as the upstream's own choice (tool calls intact). Every candidate call is reserved in the request's budget and in the key's pool.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from langchain_core.callbacks import AsyncCallbackHandler, AsyncCallbackManager
 
 from hia_chain.budget import BaseBudget, Budget, completion_usage
 from hia_chain.context import RunContext
-from hia_chain.factory import learned_heuristic
+from hia_chain.factory import heuristic, learned_heuristic
 from hia_chain.instructions import cut_to_sentence
 from hia_chain.optimizer import TemplateOptimizer
+from hia_chain.scorers.base import Heuristic
 from hia_chain.scorers.learned import LearnedHeuristic, ObservationStore
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES, builtin_scorers
 from hia_chain.search import HIASearch, SearchResult, SearchSettings
@@ -120,14 +122,20 @@ class Aligner:
         self.scorers = builtin_scorers(list(BUILTIN_OBJECTIVES))
         self.optimizer = TemplateOptimizer()
         self.store_factory = store_factory
+        self._shared: Heuristic | None = None
+        if config.heuristic_kind != "learned":
+            self._shared = heuristic(config.heuristic_kind, self.objectives)
         self._warm: dict[str, Any] | None = None
         if config.heuristic_state:  # read and checked once, before the first request
             self._warm = LearnedHeuristic.load(config.heuristic_state).state_dict()
         self._heuristics: OrderedDict[str, LearnedHeuristic] = OrderedDict()
         self._lock = threading.Lock()
 
-    def heuristic(self, scope: str) -> LearnedHeuristic:
-        """The learned heuristic of one user of one key (created on first use)."""
+    def heuristic(self, scope: str) -> Heuristic:
+        """The server's one heuristic, or the learned heuristic of this user of this key
+        (created on first use)."""
+        if self._shared is not None:
+            return self._shared
         with self._lock:
             found = self._heuristics.get(scope)
             if found is not None:

@@ -8,17 +8,22 @@ so nothing secret travels on a command line or in the configuration.
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hia_chain.errors import ConfigError
+from hia_chain.factory import DEFAULT_HEURISTIC, HeuristicName
 from hia_chain.goals import RewardName
 from hia_chain.search.types import MAX_BUDGET, FilterName, SearchName
 
-__all__ = ["ENV_CONFIG", "ServerConfig", "upstream_api_key"]
+__all__ = ["ENV_CONFIG", "ServerConfig", "ServerHeuristic", "upstream_api_key"]
 
 ENV_CONFIG = "HIA_SERVER_CONFIG"
 """Environment variable through which uvicorn workers receive the configuration."""
+
+ServerHeuristic = Literal["instruction", "learned"]
+"""The stage-1 heuristics the server offers (the drafter would need a local model per worker)."""
 
 
 class ServerConfig(BaseModel):
@@ -53,6 +58,10 @@ class ServerConfig(BaseModel):
     and for keys with token or cost caps (a bound must be reserved before each call)."""
     max_retries: int = Field(1, ge=0, le=10)
     """Retries of a transient upstream error per candidate, each paid from the budget."""
+    heuristic: ServerHeuristic | None = None
+    """Stage-1 heuristic: ``instruction`` (one for every user) or ``learned`` (one per user,
+    learning from that user's answers). ``None``: the library's default, or ``learned`` when
+    ``heuristic_state`` is set."""
     heuristic_state: str | None = None
     """Warm start for every user's learned heuristic (``hia-chain calibrate --out FILE``)."""
     max_users: int = Field(10_000, ge=1)
@@ -70,7 +79,20 @@ class ServerConfig(BaseModel):
         if self.budget > self.max_budget:
             msg = f"--budget ({self.budget}) is above --max-budget ({self.max_budget})."
             raise ConfigError(msg)
+        if self.heuristic_state and self.heuristic not in (None, "learned"):
+            msg = (
+                f"--heuristic-state warm-starts the learned heuristic, not {self.heuristic!r}: "
+                "use --heuristic learned or drop it."
+            )
+            raise ConfigError(msg)
         return self
+
+    @property
+    def heuristic_kind(self) -> HeuristicName:
+        """The stage-1 heuristic this server uses, with the default resolved."""
+        if self.heuristic is not None:
+            return self.heuristic
+        return "learned" if self.heuristic_state else DEFAULT_HEURISTIC
 
     @property
     def model_name(self) -> str:

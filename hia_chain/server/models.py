@@ -70,7 +70,8 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     user: str | None = Field(None, max_length=256)
-    """Keys this user's learned heuristic (within the API key)."""
+    """Keys this user's learned heuristic (within the API key) when the server runs with
+    ``--heuristic learned``."""
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)

@@ -101,5 +101,7 @@ def test_aligning_server_answers_each_user_through_the_openai_sdk() -> None:
     out = run_script("aligning_server.py")
     assert re.search(r"^Server: http://127\.0\.0\.1:\d+/v1$", out, re.M)
     for user in ("ana", "ben"):
-        assert re.search(rf"^{user} \| goal .* \| measured .*verbosity [\d.]+.* \| 2 calls$", out, re.M), out
+        assert re.search(
+            rf"^{user} \| goal .* \| measured .*verbosity [\d.]+.* \| 2 calls$", out, re.M
+        ), out
     assert re.search(r"^streamed: (['\"])(?!\1)\S", out, re.M)  # non-empty; repr quotes vary

@@ -14,16 +14,19 @@ import json
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
 from hia_chain.cli import build_parser, main
-from hia_chain.cli.align import as_json
+from hia_chain.cli.align import as_json, build_aligned
 from hia_chain.cli.display import calls_by_role, candidate_table, render_result
-from hia_chain.factory import HEURISTICS
+from hia_chain.factory import DEFAULT_HEURISTIC, HEURISTICS
 from hia_chain.goals import REWARD_NAMES
+from hia_chain.scorers.instruction import InstructionHeuristic
+from hia_chain.scorers.learned import LearnedHeuristic
 from hia_chain.scorers.text import BUILTIN_OBJECTIVES
 from hia_chain.search.types import FILTERS, SEARCHES
 from hia_chain.testing import FakeChatModel
@@ -53,6 +56,7 @@ def _choices(command: str, flag: str) -> tuple[str, ...]:
         (["--goal", "verbosity=7"], "outside the objective's scale"),
         (["--budget", "0"], "`budget` must be an integer >= 1"),
         (["--base-url", "http://127.0.0.1:9/v1"], "--base-url needs --model"),
+        (["--heuristic-state", "s.json"], "for the learned heuristic, not 'instruction'"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -86,6 +90,18 @@ def test_choices_come_from_the_library() -> None:
     assert _choices("align", "--heuristic") == HEURISTICS
 
 
+def test_the_default_heuristic_is_the_librarys_and_a_warm_start_implies_learned(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state.json"
+    LearnedHeuristic().save(state)
+    parse, goal = _subparser("align").parse_args, {"verbosity": 1.0}
+    plain = build_aligned(parse(["x"]), goal, FakeChatModel()).heuristic
+    warm = build_aligned(parse(["x", "--heuristic-state", str(state)]), goal, FakeChatModel())
+    assert DEFAULT_HEURISTIC == "instruction" and isinstance(plain, InstructionHeuristic)
+    assert isinstance(warm.heuristic, LearnedHeuristic)
+
+
 def test_one_spelling_per_flag_across_subcommands() -> None:
     """`--max-tokens` and `--model` everywhere; the old ivg spellings are hidden aliases."""
     for command in ("align", "calibrate", "ivg"):
@@ -104,6 +120,7 @@ SHARED_FLAGS = {
     "--seed": {"align", "calibrate", "ivg", "bench"},
     "--base-url": {"align", "calibrate", "bench"},
     "--model": {"align", "calibrate", "ivg", "bench"},
+    "--heuristic": {"align", "serve"},
     "--heuristic-state": {"align", "serve", "bench"},
     "--budget": {"align", "serve"},
     "--search": {"align", "serve"},

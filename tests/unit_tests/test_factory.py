@@ -38,8 +38,13 @@ def test_a_learned_heuristic_warm_starts_from_a_calibration_file(tmp_path: Path)
     assert isinstance(warm, LearnedHeuristic) and warm.n_observations == 1
 
 
+def test_a_warm_start_state_is_refused_for_a_heuristic_that_cannot_use_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="for the learned heuristic, not 'instruction'"):
+        heuristic("instruction", OBJECTIVES, state=tmp_path / "state.json")
+
+
 def test_an_unknown_heuristic_names_the_choices() -> None:
-    with pytest.raises(ConfigError, match="learned, instruction, draft"):
+    with pytest.raises(ConfigError, match="instruction, learned, draft"):
         heuristic("oracle", OBJECTIVES)
 
 

@@ -144,6 +144,7 @@ async def test_unknown_objective_fails_before_spending() -> None:
 
 async def test_drafter_failure_is_raised_and_counted() -> None:
     budget = Budget()
+
     def answer(prompt: str, index: int) -> str:
         if "detail" in prompt:
             raise RuntimeError("scripted failure")

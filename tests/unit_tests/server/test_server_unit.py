@@ -13,7 +13,10 @@ import pytest
 
 from hia_chain.budget import completion_usage
 from hia_chain.errors import BudgetExceededError, ConfigError, StoreUnavailableError
-from hia_chain.server.align import _with_system
+from hia_chain.factory import DEFAULT_HEURISTIC
+from hia_chain.scorers.instruction import InstructionHeuristic
+from hia_chain.scorers.learned import LearnedHeuristic
+from hia_chain.server.align import Aligner, _with_system
 from hia_chain.server.config import ServerConfig
 from hia_chain.server.errors import from_exception
 from hia_chain.server.keys import KeyRing
@@ -93,6 +96,24 @@ def test_config_and_serve_refuse_unsafe_setups(tmp_path: Path) -> None:
     keys = write(tmp_path, {"keys": [{"name": "a", "key": "x", "calls": 5}]})
     with pytest.raises(ConfigError, match="needs --redis-url"):
         serve(ServerConfig(workers=4, keys_path=str(keys)))
+
+
+def test_the_server_heuristic_is_shared_unless_it_learns_per_user(tmp_path: Path) -> None:
+    upstream = LocalUpstream(8, llm=FakeChatModel())
+    shared = Aligner(ServerConfig(), upstream)
+    assert ServerConfig().heuristic_kind == DEFAULT_HEURISTIC == "instruction"
+    assert shared.heuristic("key/ana") is shared.heuristic("key/bo")
+    assert isinstance(shared.heuristic("key/ana"), InstructionHeuristic)
+    per_user = Aligner(ServerConfig(heuristic="learned"), upstream)
+    ana, bo = per_user.heuristic("key/ana"), per_user.heuristic("key/bo")
+    assert (
+        isinstance(ana, LearnedHeuristic) and ana is not bo and ana is per_user.heuristic("key/ana")
+    )
+    state = tmp_path / "state.json"
+    LearnedHeuristic().save(state)
+    assert ServerConfig(heuristic_state=str(state)).heuristic_kind == "learned"
+    with pytest.raises(ValueError, match="warm-starts the learned heuristic, not 'instruction'"):
+        ServerConfig(heuristic="instruction", heuristic_state=str(state))
 
 
 async def test_the_in_process_upstream_never_invents_usage() -> None:
