@@ -132,6 +132,9 @@ def test_ctrl_c_stops_at_once_with_one_line(slow_server: FaultServer) -> None:
         stderr=subprocess.PIPE,
         env=env,
         text=True,
+        # A runner started in the background (`make test &`, nohup) hands its children an
+        # ignored SIGINT, as a shell does; a user's terminal does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     waited = time.monotonic()
     while slow_server.received == 0 and time.monotonic() - waited < 60:
@@ -139,7 +142,10 @@ def test_ctrl_c_stops_at_once_with_one_line(slow_server: FaultServer) -> None:
     assert proc.poll() is None and slow_server.received > 0
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()  # never left running into the next test
     assert time.monotonic() - sent < 3  # old code: 39 s and an 81-line traceback
     assert proc.returncode == 130
     assert [line for line in err.splitlines() if line.strip()] == ["hia-chain: interrupted"]
